@@ -1,0 +1,26 @@
+"""ONNX export through tf2onnx (the converter Keras' own ONNX export uses), checked and run."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# tf2onnx's default opset range is the one its CI covers (anchors.md section 7).
+DEFAULT_OPSET = 17
+
+
+def write_onnx(serving_fn, signature: dict, path: str, opset: int = DEFAULT_OPSET) -> None:
+    """Convert the traced serving function to ONNX at `path` and validate it with the checker."""
+    import onnx
+    import tf2onnx
+
+    model_proto, _ = tf2onnx.convert.from_function(serving_fn, input_signature=[signature], opset=opset)
+    onnx.checker.check_model(model_proto, full_check=True)
+    onnx.save(model_proto, path)
+
+
+def run_onnx(path: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, inputs)))

@@ -1,0 +1,46 @@
+"""The serving function of a task: raw inputs in, named outputs out.
+
+One `tf.function` with a fixed input signature is the single source for both artifacts: the
+SavedModel's `serving_default` signature and the ONNX graph are traced from it, so they cannot
+drift apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+
+def serving_signature(task) -> dict[str, tf.TensorSpec]:
+    """The task's raw serving inputs, with each spec named after its key (ONNX input names)."""
+    return {name: tf.TensorSpec(spec.shape, spec.dtype, name=name)
+            for name, spec in task.serving_inputs().items()}
+
+
+def serving_function(task) -> tf.types.experimental.PolymorphicFunction:
+    signature = serving_signature(task)
+
+    def serve(inputs):
+        return task.serve(inputs)
+
+    return tf.function(serve, input_signature=[signature])
+
+
+def serving_inputs_from_features(task, features: dict) -> dict[str, np.ndarray]:
+    """Serving inputs for a batch of pipeline features (used for parity on real data).
+
+    Tasks whose serving inputs are not simply their features cast to the serving dtype
+    define `to_serving_inputs(features)`.
+    """
+    if hasattr(task, "to_serving_inputs"):
+        return {k: np.asarray(v) for k, v in task.to_serving_inputs(features).items()}
+    out = {}
+    for name, spec in task.serving_inputs().items():
+        key = name if name in features else name.rstrip("s")  # "images" serves the "image" feature
+        if key not in features:
+            raise KeyError(f"serving input {name!r} has no matching feature; features: {sorted(features)}")
+        value = np.asarray(features[key])
+        if spec.dtype == tf.uint8:
+            value = np.clip(np.rint(value), 0, 255)
+        out[name] = value.astype(spec.dtype.as_numpy_dtype)
+    return out

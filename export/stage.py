@@ -1,0 +1,90 @@
+"""The export stage: SavedModel (TF Serving layout) + ONNX, parity-checked, with a manifest.
+
+Layout under the workdir:
+    export/saved_model/<name>/<version>/   SavedModel with a `serving_default` signature
+    export/<name>.onnx                     the same serving function in ONNX
+    export/manifest.json                   specs, class names, parity figures, versions
+
+Everything is written into a staging folder and swapped in only after parity passed, so a
+failed export never leaves or damages an exported model.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+
+import numpy as np
+import tensorflow as tf
+
+from export.errors import ExportError
+from export.onnx_model import run_onnx, write_onnx
+from export.parity import compare
+from export.saved_model import run_saved_model, write_saved_model
+from export.serving import serving_function, serving_inputs_from_features, serving_signature
+from garden.atomic import staged_directory, write_json
+
+FORMATS = ("saved_model", "onnx")
+
+
+def _library_versions() -> dict[str, str]:
+    import keras
+    import onnx
+    import onnxruntime
+    import tf2onnx
+
+    return {"python": platform.python_version(), "numpy": np.__version__, "tensorflow": tf.__version__,
+            "keras": keras.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+            "tf2onnx": tf2onnx.__version__}
+
+
+def _spec_json(spec: tf.TensorSpec) -> dict:
+    return {"dtype": spec.dtype.name, "shape": [d if d is not None else -1 for d in spec.shape.as_list()]}
+
+
+def export_task(task, *, workdir: str, name: str, version: int = 1, formats=FORMATS,
+                tolerance: float = 1e-4, sample_features: dict, extra_manifest: dict | None = None) -> dict:
+    """Export `task`'s serving function and check it against Keras on `sample_features`.
+
+    Returns the manifest. Raises ExportError (nothing written) when an artifact's outputs differ
+    from Keras' by more than `tolerance`.
+    """
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ExportError(f"unknown export format(s) {unknown}; valid: {', '.join(FORMATS)}")
+    inputs = serving_inputs_from_features(task, sample_features)
+    reference = {k: v.numpy() for k, v in task.serve({k: tf.constant(v) for k, v in inputs.items()}).items()}
+    export_dir = os.path.join(workdir, "export")
+    parity, artifacts = {}, {}
+    with staged_directory(export_dir) as stage:
+        if "saved_model" in formats:
+            relative = os.path.join("saved_model", name, str(version))
+            write_saved_model(task, os.path.join(stage, relative))
+            parity["saved_model"] = compare(reference, run_saved_model(os.path.join(stage, relative), inputs))
+            artifacts["saved_model"] = relative
+        if "onnx" in formats:
+            relative = f"{name}.onnx"
+            write_onnx(serving_function(task), serving_signature(task), os.path.join(stage, relative))
+            parity["onnx"] = compare(reference, run_onnx(os.path.join(stage, relative), inputs))
+            artifacts["onnx"] = relative
+        too_far = {fmt: p["max_abs_diff_overall"] for fmt, p in parity.items()
+                   if p["max_abs_diff_overall"] > tolerance}
+        if too_far:
+            figures = ", ".join(f"{fmt} {diff:.3g}" for fmt, diff in too_far.items())
+            raise ExportError(f"export parity failed: max |Keras - export| {figures} > tolerance {tolerance:g}; "
+                              f"nothing was written to {export_dir}")
+        manifest = {
+            "name": name,
+            "version": version,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "artifacts": artifacts,
+            "inputs": {k: _spec_json(s) for k, s in serving_signature(task).items()},
+            "outputs": {k: {"dtype": str(v.dtype), "shape": [-1, *v.shape[1:]]} for k, v in reference.items()},
+            "parity": {"tolerance": tolerance, "num_examples": int(next(iter(inputs.values())).shape[0]),
+                       **parity},
+            "versions": _library_versions(),
+            **(extra_manifest or {}),
+        }
+        write_json(os.path.join(stage, "manifest.json"), manifest)
+    return manifest
