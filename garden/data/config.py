@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class AugmentConfig(BaseModel):
@@ -25,6 +25,20 @@ class AugmentConfig(BaseModel):
     scale_jitter: tuple[float, float] | None = Field(
         None, description="random resize by a factor in [low, high], then crop/pad back")
     color_jitter: float = Field(0.0, ge=0.0, le=1.0, description="brightness/contrast/saturation strength")
+
+    @field_validator("crop_size")
+    @classmethod
+    def _positive_size(cls, value):
+        if value is not None and min(value) < 1:
+            raise ValueError(f"sizes must be >= 1, got {list(value)}")
+        return value
+
+    @field_validator("scale_jitter")
+    @classmethod
+    def _scale_range(cls, value):
+        if value is not None and not 0.0 < value[0] <= value[1]:
+            raise ValueError(f"need 0 < low <= high, got {list(value)}")
+        return value
 
 
 class DataConfig(BaseModel):
@@ -45,6 +59,20 @@ class DataConfig(BaseModel):
     image_size: tuple[int, int] | None = Field(None, description="resize images (and dense labels) to (height, width)")
     channels: int | None = Field(None, description="force 1 or 3 image channels")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("image_size")
+    @classmethod
+    def _positive_image_size(cls, value):
+        if value is not None and min(value) < 1:
+            raise ValueError(f"sizes must be >= 1, got {list(value)}")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value):
+        if value not in (None, 1, 3):
+            raise ValueError(f"must be 1 or 3 (or null), got {value}")
+        return value
 
 
 def default_data_dir() -> str:

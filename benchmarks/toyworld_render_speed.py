@@ -1,0 +1,175 @@
+"""Single-core speed of the toyworld renderer.
+
+    python benchmarks/toyworld_render_speed.py [--n 300] [--repeats 3]
+
+Cases (all scenes are built before timing; only rendering and post-processing are timed):
+  objects64       64x64, one composite toy of 5 primitives (all five kinds) with a textured body,
+                  a textured ground plane, a noise background; render + to_uint8.
+  objects64_fx    the same + colour jitter, defocus blur, sensor noise and JPEG (the photo style).
+  scenes128       128x128, 6 toys x 4 primitives, textured ground and wall, gradient sky;
+                  render + to_uint8.
+Prints images/s per CPU-second and per wall-clock second (best of the repeats, median alongside) and writes
+benchmarks/results/toyworld_render_speed.json. TARGET: objects64 >= 300 images/s on one core.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One thread everywhere, set before numpy loads its BLAS.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import pathlib  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from garden.data.toyworld import effects, geometry  # noqa: E402
+from garden.data.toyworld.render import render  # noqa: E402
+from garden.data.toyworld.scene import (Background, Camera, Light, Material, Primitive, Scene,  # noqa: E402
+                                        SceneObject)
+
+TARGET_64 = 300.0
+RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "toyworld_render_speed.json"
+
+
+def _color(rng: np.random.Generator) -> tuple[float, float, float]:
+    return tuple(float(c) for c in rng.uniform(0.1, 0.95, 3))
+
+
+def _toy(rng: np.random.Generator, n_primitives: int = 5) -> tuple[Primitive, ...]:
+    """A car-like toy of all five kinds: box body, wheel cylinder and wheel capsule (axles across
+    the body), ellipsoid cabin, cone; the first `n_primitives` of them."""
+    texture = ("stripes", "checker", "noise")[int(rng.integers(3))]
+    body = Material(_color(rng), texture=texture, texture_color=_color(rng), texture_scale=0.12)
+    trim, wheels = Material(_color(rng)), Material((0.15, 0.15, 0.15), specular=0.4)
+    sideways = geometry.as_rotation_tuple(geometry.rotation_x(math.pi / 2))
+    length = float(rng.uniform(0.35, 0.5))
+    parts = (
+        Primitive("box", (0.0, 0.0, 0.24), (length, 0.2, 0.1), body),
+        Primitive("cylinder", (0.6 * length, 0.0, 0.12), (0.12, 0.12, 0.24), wheels, sideways),
+        Primitive("capsule", (-0.6 * length, 0.0, 0.12), (0.12, 0.12, 0.14), wheels, sideways),
+        Primitive("ellipsoid", (-0.1, 0.0, 0.36), (0.2, 0.15, 0.1), trim),
+        Primitive("cone", (0.7 * length, 0.0, 0.34), (0.06, 0.06, 0.2), trim),
+    )
+    return parts[:n_primitives]
+
+
+def _light(rng: np.random.Generator) -> Light:
+    az, el = rng.uniform(0.0, 2 * math.pi), rng.uniform(0.4, 1.3)
+    return Light(direction=(math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)))
+
+
+def object_scenes(n: int, seed: int = 0) -> list[tuple[Scene, Camera, Light]]:
+    """`n` single-toy scenes over a checkered ground with noise backgrounds, random views."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(n):
+        ground = Material(_color(rng), texture="checker", texture_color=_color(rng), texture_scale=0.5)
+        background = Background("noise", (_color(rng), _color(rng), _color(rng)), seed=i)
+        obj = SceneObject(_toy(rng), class_id=3, instance_id=1, yaw=float(rng.uniform(0, 2 * math.pi)))
+        camera = Camera.orbit(float(rng.uniform(0, 360)), float(rng.uniform(5, 30)), 2.2,
+                              look_at=(0.0, 0.0, 0.25), fov_deg=35.0)
+        cases.append((Scene((obj,), background=background, ground=ground), camera, _light(rng)))
+    return cases
+
+
+def room_scenes(n: int, seed: int = 1) -> list[tuple[Scene, Camera, Light]]:
+    """`n` scenes of 6 toys x 4 primitives with a ground and a wall."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(n):
+        objects = []
+        for k in range(6):
+            position = (float(rng.uniform(-1.5, 1.5)), float(rng.uniform(-1.5, 1.5)), 0.0)
+            objects.append(SceneObject(_toy(rng, 4), class_id=3 + k % 3, instance_id=k + 1,
+                                       position=position, yaw=float(rng.uniform(0, 2 * math.pi))))
+        ground = Material(_color(rng), texture="noise", texture_color=_color(rng), texture_scale=0.6)
+        wall = Material(_color(rng), texture="stripes", texture_color=_color(rng), texture_scale=0.8)
+        camera = Camera.orbit(float(rng.uniform(-40, 40)), float(rng.uniform(20, 40)), 5.5,
+                              look_at=(0.0, 0.0, 0.2), fov_deg=50.0)
+        scene = Scene(tuple(objects), background=Background("gradient", (_color(rng), _color(rng))),
+                      ground=ground, wall=wall, wall_distance=2.5)
+        cases.append((scene, camera, _light(rng)))
+    return cases
+
+
+def _plain(result, rng) -> np.ndarray:
+    return effects.to_uint8(result.rgb)
+
+
+def _photo(result, rng) -> np.ndarray:
+    rgb = effects.color_jitter(result.rgb, 0.2, rng)
+    rgb = effects.defocus_blur(rgb, 1)
+    rgb = effects.sensor_noise(rgb, 0.02, rng)
+    rgb = effects.jpeg(rgb, 60)
+    return effects.to_uint8(rgb)
+
+
+def time_case(cases, size: int, finish, repeats: int) -> dict:
+    """Images per second over `cases`, best and median of `repeats` passes (after a warm-up).
+
+    Both the CPU time of this (single-threaded) process and the wall-clock time are reported:
+    on a shared machine the CPU time is the steadier measure of the cost on one core.
+    """
+    rng = np.random.default_rng(0)
+    for scene, camera, light in cases[:5]:
+        finish(render(scene, camera, light, size, size), rng)
+    cpu, wall = [], []
+    for _ in range(repeats):
+        start_cpu, start_wall = time.process_time(), time.perf_counter()
+        for scene, camera, light in cases:
+            finish(render(scene, camera, light, size, size), rng)
+        cpu.append(len(cases) / (time.process_time() - start_cpu))
+        wall.append(len(cases) / (time.perf_counter() - start_wall))
+    return {"size": size, "images": len(cases), "repeats": repeats,
+            "images_per_s_cpu_best": round(max(cpu), 1), "images_per_s_cpu_median": round(statistics.median(cpu), 1),
+            "images_per_s_wall_best": round(max(wall), 1), "images_per_s_wall_median": round(statistics.median(wall), 1),
+            "ms_per_image_cpu_best": round(1000.0 / max(cpu), 3)}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100, help="images per pass for the 64x64 cases")
+    parser.add_argument("--repeats", type=int, default=10, help="passes; the best is the least disturbed")
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    objects = object_scenes(args.n)
+    rooms = room_scenes(max(10, args.n // 10))
+    results = {
+        "objects64": time_case(objects, 64, _plain, args.repeats),
+        "objects64_fx": time_case(objects, 64, _photo, args.repeats),
+        "scenes128": time_case(rooms, 128, _plain, args.repeats),
+    }
+    report = {
+        "benchmark": "toyworld_render_speed",
+        "threads": 1,
+        "target_objects64_images_per_s": TARGET_64,
+        "meets_target": results["objects64"]["images_per_s_cpu_best"] >= TARGET_64,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cases": results,
+    }
+    for name, r in results.items():
+        print(f"{name:14s} {r['size']:4d}px  {r['images_per_s_cpu_best']:7.1f} images/s per CPU-second "
+              f"(median {r['images_per_s_cpu_median']:.1f}; {r['ms_per_image_cpu_best']:.2f} ms/image)  "
+              f"wall {r['images_per_s_wall_best']:.1f} best, {r['images_per_s_wall_median']:.1f} median")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

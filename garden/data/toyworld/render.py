@@ -1,0 +1,625 @@
+"""Vectorised numpy ray caster for toyworld scenes: RGB plus exact dense labels.
+
+One primary ray per pixel, cast from the camera centre through the pixel centre. Rays are kept
+unnormalised as (x, y, 1) in the camera frame (x right, y down, z forward), so the ray parameter
+of a hit *is* its z-depth, and a rotation or per-axis scaling of the ray keeps that parameter.
+
+Every primitive is intersected in its *normalised frame*: its local frame scaled per axis so that
+the solid becomes a unit shape (unit sphere, cube [-1, 1]^3, unit cylinder |z| <= 1, unit cone
+with base at z = 0 and apex at z = 1, capsule of radius 1). The camera-to-normalised affine maps
+of all primitives are computed in one batch, and only the pixels inside the projection of a
+primitive's bounding box are tested (array slices, no gathers), so a small object costs little.
+
+Once the nearest hit of every pixel is known (the id of the winning surface in an id map), the
+pixels are sorted by that id (a radix sort of small ints) and normals, textures and shading are
+computed per surface on contiguous slices, for visible points only. Per-pixel vectors are kept
+component-major ([3, N]) because numpy arithmetic on whole rows is much faster than on [N, 3].
+
+Shading: Lambert (cosine) diffuse from the directional light plus ambient, and a Blinn-Phong
+highlight (J. F. Blinn, "Models of light reflection for computer synthesized pictures",
+SIGGRAPH 1977) weighted by `Material.specular`. The ground and the wall receive hard shadows of
+the objects: one exact shadow ray per plane pixel, culled by bounding spheres per object and
+per primitive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from garden.data.toyworld import geometry, textures
+from garden.data.toyworld.scene import GROUND_CLASS, SKY_CLASS, WALL_CLASS, Camera, Light, Material, Scene
+
+EPS = 1e-4  # smallest accepted ray parameter: a hit must lie in front of the ray origin
+SHININESS = 32.0  # Blinn-Phong exponent
+_MIN_COSINE = 0.1  # floor of |cos(view, normal)| when estimating a pixel's footprint on a surface
+_INF = np.float32(np.inf)
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderResult:
+    """Dense outputs of one render; all arrays are [H, W, ...] numpy arrays.
+
+    rgb float32 [H,W,3] in [0,1]; depth float32 [H,W] z-depth in metres, 0 where nothing is hit;
+    normals float32 [H,W,3] unit camera-frame normals facing the camera, 0 where nothing is hit;
+    segmentation int32 [H,W] semantic class; instance_map int32 [H,W] object instance id, 0 for
+    stuff; mask uint8 [H,W] 1 on objects.
+    """
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    normals: np.ndarray
+    segmentation: np.ndarray
+    instance_map: np.ndarray
+    mask: np.ndarray
+
+
+class _Prim(NamedTuple):
+    """A primitive with everything the ray caster needs, precomputed in the camera frame."""
+
+    kind: str
+    ray: list[float]  # the 9 entries (row-major) of T: camera direction -> normalised frame
+    origin: list[float]  # the camera centre in the normalised frame
+    camera_outside: bool  # the camera is outside the solid: primary rays only need entries
+    to_normalised: np.ndarray  # float32 [3, 3], T
+    offset: np.ndarray  # float32 [3, 1], the origin again, for batched point transforms
+    normal_matrix: np.ndarray  # float32 [3, 3]: normalised-frame gradient -> camera-frame normal
+    scale: np.ndarray  # float32 [3, 1]: local metres per normalised unit
+    param: float  # capsule: half-length / radius; unused otherwise
+    window: tuple[slice, slice] | None  # pixels whose rays may hit it (None: off screen)
+    centre: np.ndarray  # float64 [3]: bounding sphere centre (camera frame)
+    radius: float  # bounding sphere radius
+    material: Material
+    obj: int  # index of the owning object in scene.objects
+
+
+# --------------------------------------------------------------------------------------------
+# Ray / primitive intersection in the normalised frames.
+#
+# Each function takes the ray origin `o` and direction `d` as 3-sequences of components that
+# are float32 arrays or scalars (primary rays: one origin, many directions; shadow rays: many
+# origins, one direction), the kind's parameter and `entry_only` (the origins are known to be
+# outside the solid, which allows cheaper tests), and returns the float32 ray parameter of the
+# first hit beyond EPS, +inf where the ray misses. Scalars must be Python floats or np.float32
+# so that the results stay float32 (numpy >= 2 treats Python scalars as weakly typed).
+# --------------------------------------------------------------------------------------------
+
+def _quadric_first_hit(a, b, c, entry_only):
+    """First root beyond EPS of a t^2 + 2 b t + c = 0 (a > 0), or +inf.
+
+    The near root is the entry point of a convex quadric. With `entry_only` (the origin is known
+    to be outside) it is the only candidate, and a negative discriminant simply gives NaN, which
+    fails the comparison; otherwise the far root (the exit, for an origin inside) is the fallback.
+    """
+    disc = b * b - a * c
+    if entry_only:
+        t = (-b - np.sqrt(disc)) / a
+        return np.where(t > EPS, t, _INF)
+    root = np.sqrt(np.maximum(disc, 0.0))
+    t0 = (-b - root) / a
+    t1 = (-b + root) / a
+    t = np.where(t0 > EPS, t0, t1)
+    return np.where((disc >= 0.0) & (t > EPS), t, _INF)
+
+
+def _hit_ellipsoid(o, d, param, entry_only):
+    """Unit sphere |p| = 1."""
+    ox, oy, oz = o
+    dx, dy, dz = d
+    return _quadric_first_hit(dx * dx + dy * dy + dz * dz,
+                              ox * dx + oy * dy + oz * dz,
+                              ox * ox + oy * oy + oz * oz - 1.0, entry_only)
+
+
+def _slab(oi, di):
+    """Entry and exit parameters of the slab |p_i| <= 1 (Kay and Kajiya, SIGGRAPH 1986).
+
+    A zero direction component gives infinite parameters of the right signs; the NaN of the
+    degenerate 0 * inf case (origin exactly on the slab boundary) is dropped by fmin/fmax.
+    """
+    inv = 1.0 / di
+    t1 = (-1.0 - oi) * inv
+    t2 = (1.0 - oi) * inv
+    return np.fmin(t1, t2), np.fmax(t1, t2)
+
+
+def _hit_box(o, d, param, entry_only):
+    """Cube [-1, 1]^3 as the intersection of three slabs."""
+    near_x, far_x = _slab(o[0], d[0])
+    near_y, far_y = _slab(o[1], d[1])
+    near_z, far_z = _slab(o[2], d[2])
+    near = np.fmax(np.fmax(near_x, near_y), near_z)
+    far = np.fmin(np.fmin(far_x, far_y), far_z)
+    if entry_only:
+        return np.where((far >= near) & (near > EPS), near, _INF)
+    t = np.where(near > EPS, near, far)
+    return np.where((far >= near) & (t > EPS), t, _INF)
+
+
+def _hit_cylinder(o, d, param, entry_only):
+    """Capped unit cylinder x^2 + y^2 <= 1, |z| <= 1: the infinite cylinder's interval
+    intersected with the z slab. A ray parallel to the axis (a = 0) is handled by flooring a at
+    1e-12, which turns its interval into (-huge, +huge) inside the circle and empty outside."""
+    ox, oy, oz = o
+    dx, dy, dz = d
+    a = np.maximum(dx * dx + dy * dy, np.float32(1e-12))
+    b = ox * dx + oy * dy
+    root = np.sqrt(b * b - a * (ox * ox + oy * oy - 1.0))  # NaN where the line misses
+    near_z, far_z = _slab(oz, dz)
+    near = np.maximum((-b - root) / a, near_z)  # maximum/minimum propagate the NaN of a miss
+    far = np.minimum((-b + root) / a, far_z)
+    if entry_only:
+        return np.where((far >= near) & (near > EPS), near, _INF)
+    t = np.where(near > EPS, near, far)
+    return np.where((far >= near) & (t > EPS), t, _INF)
+
+
+def _hit_cone(o, d, param, entry_only):
+    """Unit cone x^2 + y^2 <= (1 - z)^2, 0 <= z <= 1 (apex at z = 1, base disc at z = 0).
+
+    Candidates: both roots of the double cone's quadric that lie on the lower nappe between base
+    and apex, and the base disc; the nearest beyond EPS wins (for an origin inside, that is the
+    exit). Roots use the cancellation-free form q = -(b + sign(b) sqrt(disc)), t = q / a and
+    c / q (Press et al., Numerical Recipes, section 5.6), which also copes with a = 0 (a ray
+    parallel to a generatrix).
+    """
+    ox, oy, oz = o
+    dx, dy, dz = d
+    uo = 1.0 - oz
+    a = dx * dx + dy * dy - dz * dz
+    b = ox * dx + oy * dy + uo * dz
+    c = ox * ox + oy * oy - uo * uo
+    q = -(b + np.copysign(np.sqrt(b * b - a * c), b))  # NaN where the line misses the double cone
+    best = None
+    for r in (q / a, c / q):
+        z = oz + r * dz
+        valid = (r > EPS) & (z >= 0.0) & (z <= 1.0)
+        best = np.where(valid, r, _INF) if best is None else np.where(valid & (r < best), r, best)
+    tb = -oz / dz
+    xb = ox + tb * dx
+    yb = oy + tb * dy
+    return np.where((tb > EPS) & (xb * xb + yb * yb <= 1.0) & (tb < best), tb, best)
+
+
+def _hit_capsule(o, d, half_length, entry_only):
+    """Capsule of radius 1 around the segment |z| <= L: the union of a side wall and two
+    spheres, so the first hit is the minimum of the parts' first hits."""
+    ox, oy, oz = o
+    dx, dy, dz = d
+    axy = dx * dx + dy * dy
+    bxy = ox * dx + oy * dy
+    cxy = ox * ox + oy * oy - 1.0
+    side = _quadric_first_hit(np.maximum(axy, np.float32(1e-12)), bxy, cxy, entry_only)
+    side = np.where(np.abs(oz + side * dz) <= half_length, side, _INF)
+    a = axy + dz * dz
+    for zc in (half_length, -half_length):
+        ozc = oz - zc
+        side = np.minimum(side, _quadric_first_hit(a, bxy + ozc * dz, cxy + ozc * ozc, entry_only))
+    return side
+
+
+def _outside(kind: str, o: np.ndarray, param: float) -> bool:
+    """Whether a normalised-frame point lies outside the unit solid (then only entries count)."""
+    x, y, z = (float(v) for v in o)
+    if kind == "ellipsoid":
+        return x * x + y * y + z * z > 1.0
+    if kind == "box":
+        return max(abs(x), abs(y), abs(z)) > 1.0
+    if kind == "cylinder":
+        return x * x + y * y > 1.0 or abs(z) > 1.0
+    if kind == "cone":
+        return not (0.0 <= z <= 1.0 and x * x + y * y <= (1.0 - z) ** 2)
+    dz = abs(z) - param  # capsule: distance to the segment
+    return x * x + y * y + max(dz, 0.0) ** 2 > 1.0
+
+
+_HIT: dict[str, Callable] = {
+    "ellipsoid": _hit_ellipsoid,
+    "box": _hit_box,
+    "cylinder": _hit_cylinder,
+    "cone": _hit_cone,
+    "capsule": _hit_capsule,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Surface normals in the normalised frames, from hit points p [3, N]. Each returns the gradient
+# of the implicit surface (any length); the normal matrix maps it to the camera frame. Faces of
+# piecewise surfaces are chosen by the smaller distance in metres, so a point near an edge picks
+# the face it lies on up to rounding.
+# --------------------------------------------------------------------------------------------
+
+def _normal_ellipsoid(p, prim):
+    return p
+
+
+def _normal_box(p, prim):
+    gap = (1.0 - np.abs(p)) * prim.scale  # metres from the point to each axis' face plane
+    face = np.argmin(gap, axis=0)
+    cols = np.arange(p.shape[1])
+    n = np.zeros_like(p)
+    n[face, cols] = np.sign(p[face, cols])
+    return n
+
+
+def _normal_cylinder(p, prim):
+    x, y, z = p
+    side_gap = np.abs(np.sqrt(x * x + y * y) - 1.0) * min(prim.scale[0, 0], prim.scale[1, 0])
+    cap = np.abs(np.abs(z) - 1.0) * prim.scale[2, 0] < side_gap
+    n = p.copy()
+    n[2] = np.where(cap, np.sign(z), 0.0)
+    n[:2, cap] = 0.0
+    return n
+
+
+def _normal_cone(p, prim):
+    x, y, z = p
+    side_gap = np.abs(np.sqrt(x * x + y * y) - (1.0 - z)) * min(prim.scale[0, 0], prim.scale[1, 0])
+    base = np.abs(z) * prim.scale[2, 0] < side_gap
+    n = p.copy()
+    # Gradient of x^2 + y^2 - (1 - z)^2; the tiny term keeps the normal at the apex finite (+z).
+    n[2] = np.where(base, -1.0, 1.0 - z + 1e-6)
+    n[:2, base] = 0.0
+    return n
+
+
+def _normal_capsule(p, prim):
+    n = p.copy()
+    n[2] -= np.clip(p[2], -prim.param, prim.param)
+    return n
+
+
+_NORMAL: dict[str, Callable] = {
+    "ellipsoid": _normal_ellipsoid,
+    "box": _normal_box,
+    "cylinder": _normal_cylinder,
+    "cone": _normal_cone,
+    "capsule": _normal_capsule,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Scene preparation.
+# --------------------------------------------------------------------------------------------
+
+def _normalisation(kind: str, size) -> tuple[tuple[float, float, float], float, tuple, tuple]:
+    """(scale, param, box_lo, box_hi) of a primitive.
+
+    `scale` maps normalised units to local metres per axis; [box_lo, box_hi] is the bounding box
+    of the unit shape in the normalised frame (for the screen window and the culling spheres).
+    """
+    sx, sy, sz = (float(v) for v in size)
+    if not min(sx, sy, sz) > 0.0:
+        raise ValueError(f"{kind} size {tuple(size)} must be positive")
+    if kind in ("ellipsoid", "box", "cylinder"):
+        return (sx, sy, sz), 0.0, (-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)
+    if kind == "cone":
+        return (sx, sy, sz), 0.0, (-1.0, -1.0, 0.0), (1.0, 1.0, 1.0)
+    if kind == "capsule":
+        half = sz / sx
+        return (sx, sx, sx), half, (-1.0, -1.0, -1.0 - half), (1.0, 1.0, 1.0 + half)
+    raise ValueError(f"unknown primitive kind {kind!r}; expected one of {sorted(_HIT)}")
+
+
+_CORNER_SIGNS = np.array([[i & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)], dtype=np.float64)
+
+
+def _windows(corners: np.ndarray, focal: float, height: int, width: int) -> list[tuple[slice, slice] | None]:
+    """Pixel rows and columns whose rays may meet a convex body inside each box [P, 8, 3].
+
+    With all corners in front of the camera, the projection of a box is the convex hull of its
+    projected corners, so their bounding rectangle (plus a pixel for rounding) is conservative.
+    A box reaching behind the camera gets the whole image.
+    """
+    z = corners[..., 2]
+    behind = (z.min(axis=1) <= 1e-6).tolist()
+    z = np.maximum(z, 1e-6)
+    u = corners[..., 0] / z * focal + width / 2.0
+    v = corners[..., 1] / z * focal + height / 2.0
+    c0 = np.clip(np.ceil(u.min(axis=1) - 0.5) - 1, 0, width).astype(int).tolist()
+    c1 = np.clip(np.floor(u.max(axis=1) - 0.5) + 2, 0, width).astype(int).tolist()
+    r0 = np.clip(np.ceil(v.min(axis=1) - 0.5) - 1, 0, height).astype(int).tolist()
+    r1 = np.clip(np.floor(v.max(axis=1) - 0.5) + 2, 0, height).astype(int).tolist()
+    windows = []
+    for k, full in enumerate(behind):
+        if full:
+            windows.append((slice(0, height), slice(0, width)))
+        elif c0[k] < c1[k] and r0[k] < r1[k]:
+            windows.append((slice(r0[k], r1[k]), slice(c0[k], c1[k])))
+        else:
+            windows.append(None)
+    return windows
+
+
+def _yaw_matrices(yaws: np.ndarray) -> np.ndarray:
+    """[N, 3, 3] rotations about world z."""
+    c, s = np.cos(yaws), np.sin(yaws)
+    m = np.zeros((yaws.size, 3, 3))
+    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1], m[:, 2, 2] = c, -s, s, c, 1.0
+    return m
+
+
+def _prepare(scene: Scene, world_from_camera: np.ndarray, camera_position: np.ndarray,
+             focal: float, height: int, width: int) -> list[_Prim]:
+    """Camera-frame transforms (local -> object -> world -> camera) of all primitives at once."""
+    owned = [(index, prim) for index, obj in enumerate(scene.objects) for prim in obj.primitives]
+    if not owned:
+        return []
+    shapes = [_normalisation(prim.kind, prim.size) for _, prim in owned]
+    scale = np.array([s[0] for s in shapes])
+    lo = np.array([s[2] for s in shapes])
+    hi = np.array([s[3] for s in shapes])
+    owner = np.array([index for index, _ in owned])
+    rotation = np.array([prim.rotation for _, prim in owned], np.float64).reshape(-1, 3, 3)
+    centre = np.array([prim.center for _, prim in owned], np.float64).reshape(-1, 3)
+
+    camera_from_world = world_from_camera.T
+    camera_from_object = camera_from_world @ _yaw_matrices(np.array([obj.yaw for obj in scene.objects], np.float64))
+    object_in_camera = (np.array([obj.position for obj in scene.objects], np.float64).reshape(-1, 3)
+                        - camera_position) @ world_from_camera
+    camera_from_local = camera_from_object[owner] @ rotation
+    local_in_camera = np.einsum("nij,nj->ni", camera_from_object[owner], centre) + object_in_camera[owner]
+    to_normalised = camera_from_local.transpose(0, 2, 1) / scale[:, :, None]  # diag(1/s) @ local_from_camera
+    origin = -np.einsum("nij,nj->ni", to_normalised, local_in_camera)
+    normal_matrix = camera_from_local / scale[:, None, :]
+    corners = np.einsum("nij,nkj->nki", camera_from_local,
+                        (lo[:, None, :] + (hi - lo)[:, None, :] * _CORNER_SIGNS) * scale[:, None, :])
+    corners += local_in_camera[:, None, :]
+    sphere_centre = np.einsum("nij,nj->ni", camera_from_local, 0.5 * (lo + hi) * scale) + local_in_camera
+    sphere_radius = np.linalg.norm(0.5 * (hi - lo) * scale, axis=1)
+    windows = _windows(corners, focal, height, width)
+
+    rays, origins = to_normalised.reshape(-1, 9).tolist(), origin.tolist()
+    to_normalised32, origin32 = to_normalised.astype(np.float32), origin.astype(np.float32)[:, :, None]
+    normal_matrix32, scale32 = normal_matrix.astype(np.float32), scale.astype(np.float32)[:, :, None]
+    return [_Prim(prim.kind, rays[k], origins[k], _outside(prim.kind, origin[k], shapes[k][1]),
+                  to_normalised32[k], origin32[k], normal_matrix32[k], scale32[k], shapes[k][1], windows[k],
+                  sphere_centre[k], float(sphere_radius[k]), prim.material, index)
+            for k, (index, prim) in enumerate(owned)]
+
+
+@functools.lru_cache(maxsize=32)
+def _camera_rays(height: int, width: int, fov_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel rays (x, y, 1) as [3, H*W] and their unit versions, cached per image geometry."""
+    xs, ys = geometry.pixel_grid(height, width, fov_deg)
+    rays = np.empty((3, height, width), np.float32)
+    rays[0] = xs[None, :]
+    rays[1] = ys[:, None]
+    rays[2] = 1.0
+    rays = rays.reshape(3, -1)
+    unit = rays / np.sqrt((rays * rays).sum(axis=0))
+    rays.flags.writeable = False
+    unit.flags.writeable = False
+    return rays, unit
+
+
+# --------------------------------------------------------------------------------------------
+# Visibility.
+# --------------------------------------------------------------------------------------------
+
+def _cast_plane(depth, ident, surface_id, xs, ys, normal_cam, numerator):
+    """Plane n.p = h (camera-frame normal n): t = (h - n.c) / (n.d) for every pixel ray d."""
+    denom = (float(normal_cam[1]) * ys + float(normal_cam[2]))[:, None] + float(normal_cam[0]) * xs[None, :]
+    t = numerator / denom
+    closer = (t > EPS) & (t < depth)
+    np.copyto(depth, t, where=closer)
+    np.copyto(ident, surface_id, where=closer)
+
+
+def _cast_primitive(depth, ident, surface_id, xs, ys, prim: _Prim):
+    """Intersect the pixel rays of the primitive's window; keep hits nearer than before."""
+    rows, cols = prim.window
+    ys_w, xs_w = ys[rows], xs[cols]
+    m = prim.ray
+    dx = (m[1] * ys_w + m[2])[:, None] + m[0] * xs_w
+    dy = (m[4] * ys_w + m[5])[:, None] + m[3] * xs_w
+    dz = (m[7] * ys_w + m[8])[:, None] + m[6] * xs_w
+    t = _HIT[prim.kind](prim.origin, (dx, dy, dz), prim.param, prim.camera_outside)
+    depth_w = depth[rows, cols]
+    closer = t < depth_w
+    np.copyto(depth_w, t, where=closer)
+    np.copyto(ident[rows, cols], surface_id, where=closer)
+
+
+def _cull(centre: np.ndarray, radius: float, light: np.ndarray, points: np.ndarray,
+          along: np.ndarray, norm2: np.ndarray) -> np.ndarray:
+    """Indices of the rays p + s l (s > 0) that pass within `radius` of `centre`.
+
+    Closest approach: s* = (c - p).l and dist^2 = |c - p|^2 - s*^2, expanded so that the only
+    per-ray terms are the precomputed p.l and |p|^2 and one dot product p.c.
+    """
+    s = float(centre @ light) - along
+    dist2 = norm2 - 2.0 * (centre.astype(np.float32) @ points) + float(centre @ centre) - s * s
+    reach = radius * 1.01 + 1e-3
+    return np.flatnonzero((dist2 <= reach * reach) & (s >= -reach))
+
+
+def _shadowed(points: np.ndarray, light: np.ndarray, prims: list[_Prim], n_objects: int) -> np.ndarray:
+    """Which camera-frame points [3, M] have an object between them and the directional light.
+
+    Two levels of bounding spheres (object, then primitive) leave exact shadow-ray tests for the
+    few points whose ray passes close to a primitive.
+    """
+    occluded = np.zeros(points.shape[1], bool)
+    light32 = light.astype(np.float32)
+    along = light32 @ points
+    norm2 = (points * points).sum(axis=0)
+    for index in range(n_objects):
+        members = [p for p in prims if p.obj == index]
+        if not members:
+            continue
+        # The object's sphere: around the centre of its primitives' spheres.
+        centres = np.array([p.centre for p in members])
+        centre = 0.5 * (centres.min(axis=0) + centres.max(axis=0))
+        radius = max(float(np.linalg.norm(p.centre - centre)) + p.radius for p in members)
+        near = _cull(centre, radius, light, points, along, norm2)
+        if near.size == 0:
+            continue
+        sub, sub_along, sub_norm2 = points[:, near], along[near], norm2[near]
+        blocked = np.zeros(near.size, bool)
+        for prim in members:
+            close = _cull(prim.centre, prim.radius, light, sub, sub_along, sub_norm2)
+            if close.size == 0:
+                continue
+            o = prim.to_normalised @ sub[:, close] + prim.offset
+            d = prim.to_normalised @ light32  # np.float32 scalars keep the arithmetic in float32
+            # Entry-only: a visible plane point is never inside a solid.
+            blocked[close] |= _HIT[prim.kind](o, (d[0], d[1], d[2]), prim.param, True) < _INF
+        occluded[near] |= blocked
+    return occluded
+
+
+# --------------------------------------------------------------------------------------------
+# The renderer.
+# --------------------------------------------------------------------------------------------
+
+def render(scene: Scene, camera: Camera, light: Light, height: int, width: int) -> RenderResult:
+    """Ray-cast `scene` from `camera` under `light` into an H x W image with dense labels.
+
+    Deterministic: the same inputs give bit-identical outputs. The cost grows with the screen
+    area of the primitives, the number of visible surfaces and, with a ground or wall, the plane
+    pixels whose shadow rays pass near objects.
+    """
+    height, width = int(height), int(width)
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _render(scene, camera, light, height, width)
+
+
+def _render(scene: Scene, camera: Camera, light: Light, height: int, width: int) -> RenderResult:
+    world_from_camera = geometry.camera_basis(camera)
+    camera_position = np.asarray(camera.position, np.float64)
+    fov = float(camera.fov_deg)
+    focal = geometry.focal_length_px(width, fov)
+    xs, ys = geometry.pixel_grid(height, width, fov)
+    prims = _prepare(scene, world_from_camera, camera_position, focal, height, width)
+    n_prims = len(prims)
+    ground_id, wall_id = n_prims, n_prims + 1
+
+    # Visibility: the nearest hit of every pixel and the id of its surface (-1: nothing).
+    depth = np.full((height, width), _INF, np.float32)
+    ident = np.full((height, width), -1, np.int8 if n_prims < 120 else np.int32)
+    if scene.ground is not None:  # plane z = 0, world normal +z
+        _cast_plane(depth, ident, ground_id, xs, ys, world_from_camera[2], -float(camera_position[2]))
+    if scene.wall is not None:  # plane x = -wall_distance, world normal +x
+        _cast_plane(depth, ident, wall_id, xs, ys, world_from_camera[0],
+                    -float(scene.wall_distance) - float(camera_position[0]))
+    for k, prim in enumerate(prims):
+        if prim.window is not None:
+            _cast_primitive(depth, ident, k, xs, ys, prim)
+
+    # Group the pixels by surface: one stable (radix) sort, then a contiguous slice per surface.
+    flat_id = ident.ravel()
+    order = np.argsort(flat_id, kind="stable")
+    bounds = np.cumsum(np.bincount(flat_id + 1, minlength=n_prims + 3)).tolist()
+    n_sky = bounds[0]
+    bounds = [b - n_sky for b in bounds]  # surface k occupies hit[bounds[k]:bounds[k + 1]]
+    hit = order[n_sky:]
+    rays, unit_rays = _camera_rays(height, width, fov)
+    t_hit = depth.ravel()[hit]
+    view = unit_rays[:, hit]
+    points = rays[:, hit] * t_hit  # camera-frame hit points [3, N]
+
+    normals, local, cos_view = _surface_normals(points, view, prims, bounds, world_from_camera, ground_id, wall_id)
+    # Metres covered by one pixel on the surface: distance / focal / cos (|ray| = 1 / view_z).
+    footprint = t_hit / (view[2] * focal * np.maximum(cos_view, _MIN_COSINE))
+    albedo, specular = _surface_albedo(scene, prims, local, points, footprint, bounds,
+                                       world_from_camera, camera_position, ground_id, wall_id)
+    if scene.flat_shading:
+        shaded = albedo
+    else:
+        planes = slice(bounds[ground_id], bounds[wall_id + 1])
+        shaded = _shade(normals, view, albedo, specular, light, world_from_camera, points, planes,
+                        prims, len(scene.objects))
+
+    # Scatter back to images.
+    n_pixels = height * width
+    if n_sky:
+        rgb = textures.background_image(scene.background, height, width).reshape(n_pixels, 3).copy()
+    else:
+        rgb = np.empty((n_pixels, 3), np.float32)
+    rgb[hit] = shaded.T
+    normal_image = np.zeros((n_pixels, 3), np.float32)
+    normal_image[hit] = normals.T
+    classes = np.array([SKY_CLASS] + [scene.objects[p.obj].class_id for p in prims] + [GROUND_CLASS, WALL_CLASS],
+                       np.int32)
+    instances = np.array([0] + [scene.objects[p.obj].instance_id for p in prims] + [0, 0], np.int32)
+    lookup = ident.astype(np.intp) + 1
+    instance_map = instances[lookup]
+    return RenderResult(
+        rgb=rgb.reshape(height, width, 3),
+        depth=np.where(ident >= 0, depth, np.float32(0.0)),
+        normals=normal_image.reshape(height, width, 3),
+        segmentation=classes[lookup],
+        instance_map=instance_map,
+        mask=(instance_map > 0).view(np.uint8),
+    )
+
+
+def _surface_normals(points, view, prims, bounds, world_from_camera, ground_id, wall_id):
+    """Unit camera-frame normals [3, N] facing the camera, each primitive's normalised-frame hit
+    points (kept for its texture) and |cos| of the angle between normal and view ray [N]."""
+    normals = np.empty_like(points)
+    local: dict[int, np.ndarray] = {}
+    for k, prim in enumerate(prims):
+        lo, hi = bounds[k], bounds[k + 1]
+        if lo == hi:
+            continue
+        p = prim.to_normalised @ points[:, lo:hi] + prim.offset
+        local[k] = p
+        normals[:, lo:hi] = prim.normal_matrix @ _NORMAL[prim.kind](p, prim)
+    normals[:, bounds[ground_id]:bounds[wall_id]] = world_from_camera[2][:, None]
+    normals[:, bounds[wall_id]:bounds[wall_id + 1]] = world_from_camera[0][:, None]
+    inv_norm = 1.0 / np.sqrt((normals * normals).sum(axis=0))
+    cos_view = (normals * view).sum(axis=0) * inv_norm
+    normals *= np.copysign(inv_norm, -cos_view)  # unit length, facing the camera
+    return normals, local, np.abs(cos_view)
+
+
+def _surface_albedo(scene, prims, local, points, footprint, bounds, world_from_camera,
+                    camera_position, ground_id, wall_id):
+    """Albedo [3, N] and highlight weight [N] of every visible point."""
+    n = points.shape[1]
+    albedo = np.empty((3, n), np.float32)
+    specular = np.empty(n, np.float32)
+    for k, p in local.items():
+        lo, hi = bounds[k], bounds[k + 1]
+        prim = prims[k]
+        albedo[:, lo:hi] = textures.surface_albedo(prim.material, p * prim.scale, footprint[lo:hi])
+        specular[lo:hi] = prim.material.specular
+    # Texture frames of the planes (world axes, permuted so that stripes run along world x on
+    # the ground and along world y, as vertical bands, on the wall).
+    for material, lo, hi, axes in ((scene.ground, bounds[ground_id], bounds[wall_id], [1, 2, 0]),
+                                   (scene.wall, bounds[wall_id], bounds[wall_id + 1], [2, 0, 1])):
+        if hi > lo:
+            frame = world_from_camera[axes].astype(np.float32)
+            world = frame @ points[:, lo:hi] + camera_position[axes].astype(np.float32)[:, None]
+            albedo[:, lo:hi] = textures.surface_albedo(material, world, footprint[lo:hi])
+            specular[lo:hi] = material.specular
+    return albedo, specular
+
+
+def _shade(normals, view, albedo, specular, light: Light, world_from_camera, points, planes, prims, n_objects):
+    """Lambert + ambient + Blinn-Phong, with object shadows on the ground and wall pixels."""
+    direction = np.asarray(light.direction, np.float64)
+    norm = float(np.linalg.norm(direction))
+    if norm == 0.0:
+        raise ValueError("light.direction must be non-zero")
+    light_cam = world_from_camera.T @ (direction / norm)
+    light32 = light_cam.astype(np.float32)
+    cos_light = light32 @ normals
+    half = light32[:, None] - view  # towards the light + towards the viewer
+    cos_half = (normals * half).sum(axis=0) / np.sqrt((half * half).sum(axis=0))
+    lit = np.ones(normals.shape[1], np.float32)
+    if planes.stop > planes.start and prims:
+        lit[planes] = ~_shadowed(points[:, planes], light_cam, prims, n_objects)
+    intensity = float(light.intensity)
+    diffuse = float(light.ambient) + intensity * np.maximum(cos_light, 0.0) * lit
+    highlight = np.where(cos_light > 0.0, np.maximum(cos_half, 0.0) ** SHININESS, 0.0) * (specular * intensity) * lit
+    color = np.asarray(light.color, np.float32)[:, None]
+    return np.clip((albedo * diffuse + highlight) * color, 0.0, 1.0)

@@ -1,0 +1,466 @@
+"""Small shared blocks for the garden's backbones, and the `Backbone` base class.
+
+Conventions used by every backbone in `garden/nn/`:
+
+- channels_last; images are float and already normalised by the task.
+- A convolution followed by batch normalisation has no bias (the BN shift replaces it), so
+  TensorFlow can fuse Conv + BN. Strided convolutions pad symmetrically ("fixed padding", as
+  Caffe/PyTorch and the TF Model Garden do) instead of TF's asymmetric "same", so that a
+  3x3/2 convolution and the 1x1/2 projection beside it sample the same pixel grid.
+- Convolutions use He-normal initialisation with fan_out, as He et al. and fb.resnet.torch
+  (`n = kW*kH*nOutputPlane`, std = sqrt(2/n)) do. No kernel regularisers: weight decay is the
+  optimiser's job (decoupled, e.g. AdamW / SGDW).
+- BatchNorm: momentum 0.9 (PyTorch's 0.1), epsilon 1e-5.
+- Every sublayer is created with the parent's dtype policy, so mixed precision applies to all.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+PRELU_INIT = 0.25  # He et al. 2015, "Delving deep into rectifiers", Sec. 2.1
+
+
+def conv_initializer():
+    """He-normal, fan_out (He et al. 2015; fb.resnet.torch and torchvision do the same)."""
+    return keras.initializers.VarianceScaling(
+        scale=2.0, mode="fan_out", distribution="untruncated_normal"
+    )
+
+
+def dense_initializer():
+    """He-normal, fan_in, for hidden fully connected layers followed by a rectifier."""
+    return keras.initializers.VarianceScaling(
+        scale=2.0, mode="fan_in", distribution="untruncated_normal"
+    )
+
+
+def make_activation(activation, *, rank=4, dtype=None, name=None):
+    """A Keras layer for `activation` ("relu", "prelu" or None -> None).
+
+    PReLU is channel-wise (one slope per channel, shared over space), as in He et al. 2015 and
+    Caffe's default; Keras' PReLU would otherwise learn one slope per pixel and channel.
+    """
+    if activation is None:
+        return None
+    if activation == "relu":
+        return keras.layers.ReLU(dtype=dtype, name=name)
+    if activation == "prelu":
+        return keras.layers.PReLU(
+            alpha_initializer=keras.initializers.Constant(PRELU_INIT),
+            shared_axes=list(range(1, rank - 1)) or None,
+            dtype=dtype,
+            name=name,
+        )
+    raise ValueError(f"unknown activation {activation!r}; valid: relu, prelu, None")
+
+
+def batch_norm(*, gamma_initializer="ones", dtype=None, name=None):
+    return keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM,
+        epsilon=BN_EPSILON,
+        gamma_initializer=gamma_initializer,
+        dtype=dtype,
+        name=name,
+    )
+
+
+class SymbolicShapes:
+    """Mixin for layers and models made of other layers: `build` and `compute_output_shape`
+    run `call` on `keras.KerasTensor`s, so sublayers build from shape arithmetic alone.
+
+    Without it Keras builds such a layer (and answers a symbolic call) by tracing `call` in a
+    TensorFlow graph, which for a ResNet-50 costs seconds. `call` must then use only Keras
+    layers and `keras.ops` on its inputs (all garden backbones do).
+    """
+
+    def _symbolic_call(self, input_shape):
+        return self.call(keras.KerasTensor(tuple(input_shape), dtype=self.compute_dtype))
+
+    def build(self, input_shape):
+        self._symbolic_call(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return keras.tree.map_structure(lambda t: t.shape, self._symbolic_call(input_shape))
+
+
+class CompositeLayer(SymbolicShapes, keras.layers.Layer):
+    """A `keras.layers.Layer` built from sublayers (see `SymbolicShapes`)."""
+
+
+@keras.saving.register_keras_serializable(package="garden")
+class Conv(CompositeLayer):
+    """A 2D convolution with symmetric ("fixed") padding for strided convolutions.
+
+    Stride 1 uses "same" padding (symmetric for odd kernels); stride > 1 pads
+    `dilation * (kernel - 1) // 2` on each side, then convolves with "valid" padding.
+
+    Args:
+        filters, kernel_size, strides, dilation_rate, groups: as in `keras.layers.Conv2D`.
+        use_bias: add a bias (False when a BatchNorm follows).
+        kernel_initializer: a Keras initializer name or config; default He-normal fan_out.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size=3,
+        strides=1,
+        dilation_rate=1,
+        groups=1,
+        use_bias=False,
+        kernel_initializer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.strides = int(strides)
+        self.dilation_rate = int(dilation_rate)
+        self.groups = int(groups)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        if self.strides > 1 and self.dilation_rate > 1:
+            raise ValueError("a convolution cannot have both strides > 1 and dilation_rate > 1")
+        init = (
+            conv_initializer()
+            if kernel_initializer is None
+            else keras.initializers.get(kernel_initializer)
+        )
+        pad = self.dilation_rate * (self.kernel_size - 1) // 2
+        self.pad = (
+            keras.layers.ZeroPadding2D(pad, dtype=self.dtype_policy, name="pad")
+            if self.strides > 1 and pad > 0
+            else None
+        )
+        self.conv = keras.layers.Conv2D(
+            self.filters,
+            self.kernel_size,
+            strides=self.strides,
+            padding="valid" if self.strides > 1 else "same",
+            dilation_rate=self.dilation_rate,
+            groups=self.groups,
+            use_bias=self.use_bias,
+            kernel_initializer=init,
+            dtype=self.dtype_policy,
+            name="conv",
+        )
+
+    def call(self, inputs):
+        x = inputs if self.pad is None else self.pad(inputs)
+        return self.conv(x)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            dilation_rate=self.dilation_rate,
+            groups=self.groups,
+            use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="garden")
+class ConvBN(CompositeLayer):
+    """Conv (no bias) -> BatchNorm -> activation: the post-activation unit.
+
+    Args:
+        filters, kernel_size, strides, dilation_rate, groups: of the convolution (see `Conv`).
+        activation: "relu", "prelu" or None.
+        use_bn: False gives Conv (with bias) -> activation, e.g. for the original VGG/AlexNet.
+        zero_gamma: initialise the BN scale to 0 (the residual branch then starts as zero).
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size=3,
+        strides=1,
+        dilation_rate=1,
+        groups=1,
+        activation="relu",
+        use_bn=True,
+        zero_gamma=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.strides = int(strides)
+        self.dilation_rate = int(dilation_rate)
+        self.groups = int(groups)
+        self.activation = activation
+        self.use_bn = bool(use_bn)
+        self.zero_gamma = bool(zero_gamma)
+        self.conv = Conv(
+            self.filters,
+            self.kernel_size,
+            strides=self.strides,
+            dilation_rate=self.dilation_rate,
+            groups=self.groups,
+            use_bias=not self.use_bn,
+            dtype=self.dtype_policy,
+            name="conv",
+        )
+        self.bn = (
+            batch_norm(
+                gamma_initializer="zeros" if self.zero_gamma else "ones",
+                dtype=self.dtype_policy,
+                name="bn",
+            )
+            if self.use_bn
+            else None
+        )
+        self.act = make_activation(activation, dtype=self.dtype_policy, name="act")
+
+    def call(self, inputs, training=False):
+        x = self.conv(inputs)
+        if self.bn is not None:
+            x = self.bn(x, training=training)
+        if self.act is not None:
+            x = self.act(x)
+        return x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            dilation_rate=self.dilation_rate,
+            groups=self.groups,
+            activation=self.activation,
+            use_bn=self.use_bn,
+            zero_gamma=self.zero_gamma,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="garden")
+class BNAct(CompositeLayer):
+    """BatchNorm -> activation: the pre-activation unit (He et al. 2016, "Identity mappings")."""
+
+    def __init__(self, activation="relu", **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activation
+        self.bn = batch_norm(dtype=self.dtype_policy, name="bn")
+        self.act = make_activation(activation, dtype=self.dtype_policy, name="act")
+
+    def call(self, inputs, training=False):
+        x = self.bn(inputs, training=training)
+        return x if self.act is None else self.act(x)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(activation=self.activation)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="garden")
+class DenseBN(CompositeLayer):
+    """Dense (no bias) -> BatchNorm -> activation -> dropout; a hidden fc layer.
+
+    Args:
+        units: output width.
+        activation: "relu", "prelu" or None.
+        use_bn: False gives Dense (with bias) -> activation.
+        dropout: dropout rate after the activation (0 disables it).
+    """
+
+    def __init__(self, units, activation="relu", use_bn=True, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.activation = activation
+        self.use_bn = bool(use_bn)
+        self.dropout = float(dropout)
+        self.dense = keras.layers.Dense(
+            self.units,
+            use_bias=not self.use_bn,
+            kernel_initializer=dense_initializer(),
+            dtype=self.dtype_policy,
+            name="dense",
+        )
+        self.bn = batch_norm(dtype=self.dtype_policy, name="bn") if self.use_bn else None
+        self.act = make_activation(activation, rank=2, dtype=self.dtype_policy, name="act")
+        self.drop = (
+            keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="dropout")
+            if self.dropout > 0
+            else None
+        )
+
+    def call(self, inputs, training=False):
+        x = self.dense(inputs)
+        if self.bn is not None:
+            x = self.bn(x, training=training)
+        if self.act is not None:
+            x = self.act(x)
+        if self.drop is not None:
+            x = self.drop(x, training=training)
+        return x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units, activation=self.activation, use_bn=self.use_bn, dropout=self.dropout
+        )
+        return config
+
+
+def drop_path(rate, *, dtype=None, name=None):
+    """Stochastic depth (Huang et al. 2016) as per-sample dropout of a residual branch.
+
+    Training scales kept branches by 1/(1 - rate) ("drop path"), so inference is the plain
+    network. Returns None for rate 0.
+    """
+    if rate <= 0:
+        return None
+    return keras.layers.Dropout(rate, noise_shape=(None, 1, 1, 1), dtype=dtype, name=name)
+
+
+def scale_width(width, multiplier, minimum=1):
+    """round(width * multiplier), at least `minimum`: the channel scaling for tiny configs."""
+    return max(int(minimum), int(round(width * multiplier)))
+
+
+class Backbone(SymbolicShapes, keras.Model):
+    """Base of the garden's image backbones: one uniform, timm-like API.
+
+    Subclasses build their layers, fill `self._feature_info`, and implement `features()`.
+
+    - `model(x)` with `include_top=True` and `num_classes > 0` gives logits `[B, num_classes]`;
+      `num_classes=0` gives the pooled features `[B, num_features]` (no classifier);
+      `include_top=False` gives the final feature map `[B, h, w, C]` (no pooling, no head).
+    - `features(x, training=False)` gives an ordered dict of feature maps; its last entry is
+      the final map that the head consumes. `feature_info` lists each entry's `key`,
+      `channels` and actual `stride` (input pixels per output pixel).
+    - `forward_features(x)` is the final feature map, `forward_head(feature_map)` the head
+      (`pre_logits=True` stops before the classifier).
+
+    Args:
+        num_classes: width of the classifier; 0 for none.
+        include_top: False to return the final feature map.
+        head_dropout: dropout rate before the classifier.
+    """
+
+    def __init__(self, num_classes=1000, include_top=True, head_dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.include_top = bool(include_top)
+        self.head_dropout = float(head_dropout)
+        self._feature_info: list[dict] = []
+        self.global_pool = None
+        self.head_drop = None
+        self.classifier = None
+
+    def _build_classifier(self, *, pool=True):
+        """Create the global pooling, dropout and classifier layers (subclasses call this)."""
+        if pool:
+            self.global_pool = keras.layers.GlobalAveragePooling2D(
+                dtype=self.dtype_policy, name="global_pool"
+            )
+        if self.include_top and self.head_dropout > 0:
+            self.head_drop = keras.layers.Dropout(
+                self.head_dropout, dtype=self.dtype_policy, name="head_dropout"
+            )
+        if self.include_top and self.num_classes > 0:
+            self.classifier = keras.layers.Dense(
+                self.num_classes, dtype=self.dtype_policy, name="classifier"
+            )
+
+    @property
+    def feature_info(self) -> list[dict]:
+        return [dict(info) for info in self._feature_info]
+
+    @property
+    def num_features(self) -> int:
+        """Width of the pooled features (what `num_classes=0` returns)."""
+        return int(self._feature_info[-1]["channels"])
+
+    def features(self, inputs, training=False):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_features(self, inputs, training=False):
+        return self.features(inputs, training=training)[self._feature_info[-1]["key"]]
+
+    def forward_head(self, x, training=False, pre_logits=False):
+        x = self.global_pool(x)
+        if pre_logits or self.classifier is None:
+            return x
+        if self.head_drop is not None:
+            x = self.head_drop(x, training=training)
+        return self.classifier(x)
+
+    def call(self, inputs, training=False):
+        x = self.forward_features(inputs, training=training)
+        if not self.include_top:
+            return x
+        return self.forward_head(x, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_classes=self.num_classes,
+            include_top=self.include_top,
+            head_dropout=self.head_dropout,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def register_variant(name, cls, *, fixed=None, defaults=None, doc=None):
+    """Register `name` as `cls` with some constructor arguments fixed and others re-defaulted.
+
+    The factory's signature (what config validation reads) is `cls.__init__`'s, keyword-only,
+    without the fixed arguments and with the new defaults. Passing a fixed argument raises.
+    The model it returns is a plain `cls` whose `get_config()` round-trips through
+    `cls.from_config`.
+    """
+    from garden.registry import register_model
+
+    fixed = dict(fixed or {})
+    defaults = dict(defaults or {})
+    signature = inspect.signature(cls.__init__)
+    params = []
+    for param in list(signature.parameters.values())[1:]:
+        if param.name in fixed:
+            continue
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            params.append(param)
+            continue
+        default = defaults.get(param.name, param.default)
+        params.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY, default=default))
+
+    unknown = sorted((set(fixed) | set(defaults)) - set(signature.parameters))
+    if unknown:
+        raise TypeError(f"{name}: {cls.__name__} has no argument {', '.join(unknown)}")
+
+    def factory(**kwargs):
+        clash = sorted(set(kwargs) & set(fixed))
+        if clash:
+            raise TypeError(f"{name}: {', '.join(clash)} is fixed by the variant")
+        return cls(**{**defaults, **kwargs, **fixed})
+
+    fixed_text = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
+    factory.__name__ = factory.__qualname__ = name
+    factory.__module__ = cls.__module__
+    factory.__signature__ = inspect.Signature(params)
+    factory.__doc__ = (doc or f"{cls.__name__} with {fixed_text}.") + (
+        f"\n\nReturns `{cls.__name__}({fixed_text}, ...)`; see `{cls.__name__}` for the arguments."
+    )
+    factory.model_class = cls
+    factory.fixed_arguments = dict(fixed)
+    register_model(name)(factory)
+    return factory
