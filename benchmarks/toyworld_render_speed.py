@@ -1,6 +1,6 @@
 """Single-core speed of the toyworld renderer.
 
-    python benchmarks/toyworld_render_speed.py [--n 300] [--repeats 3]
+    python benchmarks/toyworld_render_speed.py [--n 100] [--repeats 5] [--per-image 5]
 
 Cases (all scenes are built before timing; only rendering and post-processing are timed):
   objects64       64x64, one composite toy of 5 primitives (all five kinds) with a textured body,
@@ -8,8 +8,12 @@ Cases (all scenes are built before timing; only rendering and post-processing ar
   objects64_fx    the same + colour jitter, defocus blur, sensor noise and JPEG (the photo style).
   scenes128       128x128, 6 toys x 4 primitives, textured ground and wall, gradient sky;
                   render + to_uint8.
-Prints images/s per CPU-second and per wall-clock second (best of the repeats, median alongside) and writes
-benchmarks/results/toyworld_render_speed.json. TARGET: objects64 >= 300 images/s on one core.
+Everything runs in one thread. Reports, per case, images/s on an undisturbed core (the sum over
+images of each one's best CPU time out of --per-image renders) and the throughput of whole passes
+per CPU-second and per wall-clock second (these include the interference of other jobs on a
+shared machine), with a numpy yardstick and the load average to compare runs across machines.
+Writes benchmarks/results/toyworld_render_speed.json. TARGET: objects64 >= 300 images/s on one
+core.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from garden.data.toyworld import effects, geometry  # noqa: E402
+from garden.data.toyworld import effects, geometry, textures  # noqa: E402
 from garden.data.toyworld.render import render  # noqa: E402
 from garden.data.toyworld.scene import (Background, Camera, Light, Material, Primitive, Scene,  # noqa: E402
                                         SceneObject)
@@ -115,11 +119,16 @@ def _photo(result, rng) -> np.ndarray:
     return effects.to_uint8(rgb)
 
 
-def time_case(cases, size: int, finish, repeats: int) -> dict:
-    """Images per second over `cases`, best and median of `repeats` passes (after a warm-up).
+def time_case(cases, size: int, finish, repeats: int, per_image: int) -> dict:
+    """Speed of rendering `cases` (plus `finish`), three ways.
 
-    Both the CPU time of this (single-threaded) process and the wall-clock time are reported:
-    on a shared machine the CPU time is the steadier measure of the cost on one core.
+    - pass: passes over all cases; images per CPU-second of this single-threaded process and
+      per wall-clock second, best and median of `repeats` passes;
+    - undisturbed: every image rendered `per_image` times, keeping its smallest CPU time (the
+      usual micro-benchmark estimate of the cost on a quiet core; on a machine shared with other
+      jobs the pass numbers carry their interference). Caches keyed by image geometry stay warm
+      as in real use; the backdrop cache is cleared before every render, since each case has
+      its own backdrop.
     """
     rng = np.random.default_rng(0)
     for scene, camera, light in cases[:5]:
@@ -131,40 +140,71 @@ def time_case(cases, size: int, finish, repeats: int) -> dict:
             finish(render(scene, camera, light, size, size), rng)
         cpu.append(len(cases) / (time.process_time() - start_cpu))
         wall.append(len(cases) / (time.perf_counter() - start_wall))
-    return {"size": size, "images": len(cases), "repeats": repeats,
-            "images_per_s_cpu_best": round(max(cpu), 1), "images_per_s_cpu_median": round(statistics.median(cpu), 1),
-            "images_per_s_wall_best": round(max(wall), 1), "images_per_s_wall_median": round(statistics.median(wall), 1),
-            "ms_per_image_cpu_best": round(1000.0 / max(cpu), 3)}
+    best_total = 0.0
+    for scene, camera, light in cases:
+        best = math.inf
+        for _ in range(per_image):
+            textures._background_cached.cache_clear()
+            start = time.process_time()
+            finish(render(scene, camera, light, size, size), rng)
+            best = min(best, time.process_time() - start)
+        best_total += best
+    return {"size": size, "images": len(cases), "repeats": repeats, "per_image": per_image,
+            "images_per_s_cpu_best_pass": round(max(cpu), 1), "images_per_s_cpu_median_pass": round(statistics.median(cpu), 1),
+            "images_per_s_wall_best_pass": round(max(wall), 1), "images_per_s_wall_median_pass": round(statistics.median(wall), 1),
+            "images_per_s_undisturbed": round(len(cases) / best_total, 1),
+            "ms_per_image_undisturbed": round(1000.0 * best_total / len(cases), 3)}
+
+
+def _reference_ops_per_s() -> float:
+    """Speed of a fixed numpy workload (adds of 1200 float32), best of 20: a yardstick that lets
+    runs on differently loaded machines be compared."""
+    a = np.ones(1200, np.float32)
+    best = math.inf
+    for _ in range(20):
+        start = time.process_time()
+        for _ in range(1000):
+            a + a
+        best = min(best, time.process_time() - start)
+    return round(1000 / best, 0)
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100, help="images per pass for the 64x64 cases")
-    parser.add_argument("--repeats", type=int, default=10, help="passes; the best is the least disturbed")
+    parser.add_argument("--repeats", type=int, default=5, help="passes over all cases")
+    parser.add_argument("--per-image", type=int, default=5, help="renders per image for the undisturbed estimate")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
     objects = object_scenes(args.n)
     rooms = room_scenes(max(10, args.n // 10))
+    reference_before = _reference_ops_per_s()
     results = {
-        "objects64": time_case(objects, 64, _plain, args.repeats),
-        "objects64_fx": time_case(objects, 64, _photo, args.repeats),
-        "scenes128": time_case(rooms, 128, _plain, args.repeats),
+        "objects64": time_case(objects, 64, _plain, args.repeats, args.per_image),
+        "objects64_fx": time_case(objects, 64, _photo, args.repeats, args.per_image),
+        "scenes128": time_case(rooms, 128, _plain, args.repeats, args.per_image),
     }
     report = {
         "benchmark": "toyworld_render_speed",
+        "command": "python benchmarks/toyworld_render_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "threads": 1,
         "target_objects64_images_per_s": TARGET_64,
-        "meets_target": results["objects64"]["images_per_s_cpu_best"] >= TARGET_64,
+        "meets_target_best_pass": results["objects64"]["images_per_s_cpu_best_pass"] >= TARGET_64,
+        "meets_target_undisturbed": results["objects64"]["images_per_s_undisturbed"] >= TARGET_64,
+        "reference_numpy_adds_per_s": [reference_before, _reference_ops_per_s()],
+        "load_average": list(os.getloadavg()),
+        "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
         "cases": results,
     }
     for name, r in results.items():
-        print(f"{name:14s} {r['size']:4d}px  {r['images_per_s_cpu_best']:7.1f} images/s per CPU-second "
-              f"(median {r['images_per_s_cpu_median']:.1f}; {r['ms_per_image_cpu_best']:.2f} ms/image)  "
-              f"wall {r['images_per_s_wall_best']:.1f} best, {r['images_per_s_wall_median']:.1f} median")
+        print(f"{name:13s} {r['size']:3d}px  undisturbed {r['images_per_s_undisturbed']:6.1f} images/s "
+              f"({r['ms_per_image_undisturbed']:.2f} ms)  |  passes per CPU-s: best {r['images_per_s_cpu_best_pass']:.1f}, "
+              f"median {r['images_per_s_cpu_median_pass']:.1f}  |  per wall-s: best {r['images_per_s_wall_best_pass']:.1f}")
+    print(f"reference numpy adds/s (before, after): {report['reference_numpy_adds_per_s']}, "
+          f"load average {report['load_average'][0]:.1f} on {report['cpu_count']} CPUs")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -108,6 +108,7 @@ def list_all(out=None) -> None:
     from garden.config import TRAINER_PROVIDED_TASK_ARGS, dataset_names
 
     out = out or sys.stdout
+    import_tensorflow_quietly()
     registry.import_all()
     for title, reg, hidden in (("models", registry.MODELS, ()),
                                ("tasks", registry.TASKS, TRAINER_PROVIDED_TASK_ARGS)):
@@ -324,6 +325,26 @@ def _resolve_config(args) -> tuple[ExperimentConfig, Path]:
     return config, workdir
 
 
+def summary(result, workdir: Path) -> str:
+    """One line from the trainer's result: test metrics, export parity, where the details are."""
+    parts = []
+    if isinstance(result, dict):
+        test = result.get("test")
+        if isinstance(test, dict):
+            parts.append("test " + ", ".join(f"{k}={v:.4g}" for k, v in test.items() if isinstance(v, (int, float))))
+        export = result.get("export") if isinstance(result.get("export"), dict) else result
+        parity = export.get("parity") if isinstance(export, dict) else None
+        if isinstance(parity, dict):
+            diffs = [f"{fmt} {p['max_abs_diff_overall']:.2g}" for fmt, p in parity.items()
+                     if isinstance(p, dict) and isinstance(p.get("max_abs_diff_overall"), (int, float))]
+            if diffs:
+                parts.append("export max |Keras - export| " + ", ".join(diffs))
+    details = [str(workdir / name) for name in ("metrics.json", "export/manifest.json") if (workdir / name).is_file()]
+    if details:
+        parts.append("details in " + " and ".join(details))
+    return "; ".join(parts) or str(workdir)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = _parser()
@@ -342,8 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         state = prepare_workdir(config, workdir, args.mode, args.overwrite)
         print(f"garden: {args.mode} {config.experiment!r} in {workdir} ({state})", flush=True)
         result = run_mode(config, workdir, args.mode)
-        if isinstance(result, dict) and result:
-            print("garden: " + json.dumps(result, sort_keys=True, default=str), flush=True)
+        print(f"garden: {args.mode} done: {summary(result, workdir)}", flush=True)
         return 0
     except GardenError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

@@ -76,6 +76,8 @@ class OptimizerConfig(_Strict):
     nesterov: bool = Field(False, description="sgd only")
     weight_decay: float = Field(
         0.0, ge=0, description="Keras' decoupled weight decay (w -= lr*wd*w each step); adamw's default in Keras is 0.004")
+    decay_norm_and_bias: bool = Field(
+        False, description="apply weight_decay to 1-D variables too (batch-norm scales/offsets, biases)")
     beta_1: float = Field(0.9, ge=0, lt=1, description="adam/adamw")
     beta_2: float = Field(0.999, ge=0, lt=1, description="adam/adamw")
     epsilon: float = Field(1e-7, gt=0, description="adam/adamw")
@@ -509,8 +511,17 @@ def _alternative(msg: str) -> str:
     return msg
 
 
+# Common abbreviations and spellings of field names, for "did you mean".
+_ALIASES = {"lr": "learning_rate", "wd": "weight_decay", "bs": "batch_size", "batch": "batch_size",
+            "optimiser": "optimizer", "opt": "optimizer", "lr_schedule": "schedule", "scheduler": "schedule",
+            "num_epochs": "epochs", "steps": "steps_per_epoch", "distribution_strategy": "strategy",
+            "precision": "mixed_precision", "xla": "jit_compile", "random_seed": "seed"}
+
+
 def _suggest(key: str, valid) -> str:
     """did_you_mean over whole names, else over their underscore-separated words (widht -> width_multiplier)."""
+    if _ALIASES.get(str(key)) in valid:
+        return f" (did you mean {_ALIASES[key]!r}?)"
     hint = did_you_mean(key, valid)
     if hint:
         return hint
@@ -557,6 +568,7 @@ def _one_error(root: type[BaseModel], errors: list[dict], prefix: str) -> tuple[
         key = parts[-1] if parts else "?"
         valid = sorted(owner.model_fields) if owner else []
         hint = (_elsewhere(root, key, prefix, exact=True) or _suggest(key, valid)
+                or (key in _ALIASES and _elsewhere(root, _ALIASES[key], prefix, exact=True))
                 or _elsewhere(root, key, prefix, exact=False))
         return path, f"{path}: unknown key{hint}; valid: {', '.join(valid)}"
     if kind == "missing":
@@ -629,6 +641,8 @@ def _blame_override(message: str, overrides: list[str] | None) -> str:
 TRAINER_PROVIDED_TASK_ARGS = ("model", "data_info")
 # Model constructor arguments that the trainer passes itself (none at present).
 TRAINER_PROVIDED_MODEL_ARGS: tuple[str, ...] = ()
+# Required arguments the trainer fills in when the config leaves them out (num_classes from the data).
+TRAINER_FILLED_ARGS = ("num_classes",)
 # Keras layer/model base keyword arguments accepted by constructors that forward **kwargs.
 _KERAS_BASE_KWARGS = ("dtype", "trainable")
 
@@ -665,8 +679,8 @@ def _check_kwargs(section: str, what: str, registered_name: str, factory, kwargs
         if key not in accepted:
             raise ConfigError(f"{section}.{key}: unknown argument of {what} {registered_name!r}"
                               f"{_suggest(key, valid)}; valid: {', '.join(valid) or '(none)'}")
-    missing = [n for n, p in params.items()
-               if p.default is p.empty and n not in provided and n != "name" and n not in kwargs]
+    missing = [n for n, p in params.items() if p.default is p.empty and n not in kwargs
+               and n not in provided and n not in TRAINER_FILLED_ARGS and n != "name"]
     if missing:
         raise ConfigError(f"{section}.{missing[0]}: required argument of {what} {registered_name!r} missing "
                           f"(required: {', '.join(missing)})")

@@ -226,8 +226,10 @@ def _eval_fn(config, split: str, global_batch: int):
 
 
 def _sample_batch(config, split: str, size: int) -> tuple[dict, dict]:
-    examples = _load_source(config.data, split)
-    ds = _build_from_examples(examples, config.data, training=False, batch_size=size)
+    data_config = config.data.model_copy(update={"cache": False}) if hasattr(config.data, "model_copy") \
+        else config.data
+    examples = _load_source(data_config, split)
+    ds = _build_from_examples(examples, data_config, training=False, batch_size=size)
     for features, labels in ds.take(1):
         return ({k: v.numpy() for k, v in features.items()}, {k: v.numpy() for k, v in labels.items()})
     raise ConfigError(f"data.{_split_field(config, split)}: split {split!r} of {config.data.name!r} is empty")
@@ -355,6 +357,8 @@ def _build_compiled_task(config, strategy, data_info, sample_features, steps_per
         if optimizer is not None:
             compile_kwargs["optimizer"] = optimizer
         task.compile(**compile_kwargs)
+        if optimizer is not None:
+            task.optimizer.build(task.trainable_variables)
     return task
 
 
@@ -531,13 +535,13 @@ def load_task(config, workdir, *, strategy=None, compile: bool = False, sample_s
     split = sample_split or config.data.test_split or config.data.validation_split or config.data.train_split
     sample_features, _ = _sample_batch(config, split, SAMPLE_BATCH)
     data_info = _data_info(config, info, sample_features)
-    if compile:
-        task = _build_compiled_task(config, strategy, data_info, sample_features, None)
-    else:
-        with strategy.scope():
-            task = build_task(config, data_info)
-            task(sample_features, training=False)
-    task.load_weights(path)
+    with strategy.scope():
+        task = build_task(config, data_info)
+        task(sample_features, training=False)
+        task.load_weights(path)  # before compile: the checkpoint's optimizer state is not needed
+        if compile:
+            task.compile(steps_per_execution=int(config.trainer.steps_per_execution),
+                         jit_compile=bool(config.trainer.jit_compile))
     return task, sample_features
 
 

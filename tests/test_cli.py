@@ -56,7 +56,7 @@ def env(tmp_path, monkeypatch):
         calls.append(("train", config, workdir))
         (Path(workdir) / "checkpoints").mkdir(exist_ok=True)
         (Path(workdir) / "checkpoints" / "best.weights.h5").write_text("w")
-        return {"test_accuracy": 0.5}
+        return {"test": {"accuracy": 0.5}}
 
     def evaluate(config, workdir):
         calls.append(("eval", config, workdir))
@@ -159,7 +159,8 @@ def test_train_and_export_writes_the_resolved_config(env, capsys):
     assert saved.trainer.epochs == 3 and saved.data.batch_size == 2
     (mode, config, wd), = env.calls
     assert mode == "train" and wd == "runs/tiny" and config == saved and config.export.enabled
-    assert "(new)" in out and '"test_accuracy": 0.5' in out
+    assert "(new)" in out and "train_and_export done: test accuracy=0.5; details in" not in out
+    assert "train_and_export done: test accuracy=0.5" in out
 
 
 def test_mode_train_does_not_export(env, capsys):

@@ -33,11 +33,15 @@ def tiny_task(model, data_info, label_smoothing: float = 0.0, top_k: int = 5):
     return None
 
 
+def deep_net(depth: int, num_classes: int, *, dropout: float = 0.0):
+    return None
+
+
 @pytest.fixture
 def registries(monkeypatch):
     """MODELS/TASKS/DATASETS holding only the dummies; import_all does nothing."""
     monkeypatch.setattr(registry, "import_all", lambda: None)
-    monkeypatch.setattr(registry.MODELS, "_entries", {"tiny": TinyNet})
+    monkeypatch.setattr(registry.MODELS, "_entries", {"tiny": TinyNet, "deep": deep_net})
     monkeypatch.setattr(registry.TASKS, "_entries", {"tiny_task": tiny_task})
     monkeypatch.setattr(registry.DATASETS, "_entries", {"dummy_data": object})
     monkeypatch.setattr(cfg, "_toyworld_variants", lambda: {"objects": None})
@@ -74,6 +78,10 @@ def test_defaults_and_kwargs():
     ("trainer.epoch=2", "trainer.epoch: unknown key (did you mean 'epochs'?); valid: "),
     ("trainer.optimizer.momentun=0.5", "trainer.optimizer.momentun: unknown key (did you mean 'momentum'?)"),
     ("data.batchsize=2", "data.batchsize: unknown key (did you mean 'batch_size'?)"),
+    ("trainer.optimizer.lr=0.1", "trainer.optimizer.lr: unknown key (did you mean 'learning_rate'?)"),
+    ("lr=0.1", "lr: unknown key (did you mean 'trainer.optimizer.learning_rate'?)"),
+    ("trainer.batch_size=2", "trainer.batch_size: unknown key (did you mean 'data.batch_size'?)"),
+    ("epochs=2", "epochs: unknown key (did you mean 'trainer.epochs'?)"),
     ("trainer.epochs=ten", "trainer.epochs: bad value 'ten': expected a valid integer"),
     ("trainer.epochs=-1", "trainer.epochs: bad value -1: expected greater than or equal to 1"),
     ("trainer.optimizer.learning_rate=0", "trainer.optimizer.learning_rate: bad value 0: expected greater than 0"),
@@ -246,7 +254,7 @@ def test_dump_is_atomic(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("override, expected", [
-    ("model.name=tinny", "model.name: unknown model 'tinny' (did you mean 'tiny'?); valid: tiny"),
+    ("model.name=tinny", "model.name: unknown model 'tinny' (did you mean 'tiny'?); valid: deep, tiny"),
     ("task.name=tiny_tsk", "task.name: unknown task 'tiny_tsk' (did you mean 'tiny_task'?); valid: tiny_task"),
     ("model.widht_multiplier=2", "model.widht_multiplier: unknown argument of model 'tiny' "
                                  "(did you mean 'width_multiplier'?); valid: num_classes, width_multiplier, activation"),
@@ -265,9 +273,11 @@ def test_registry_errors(registries, override, expected):
 
 def test_missing_required_model_argument(registries):
     data = base()
-    del data["model"]["num_classes"]
+    data["model"] = {"name": "deep"}
     assert error_of([], data, check_registry=True).startswith(
-        "model.num_classes: required argument of model 'tiny' missing")
+        "model.depth: required argument of model 'deep' missing (required: depth)")
+    data["model"]["depth"] = 20  # num_classes may be left out: the trainer takes it from the data
+    assert cfg.validate_config(data).model.kwargs == {"depth": 20}
 
 
 def test_keras_base_kwargs_accepted_with_var_keyword(registries):

@@ -38,13 +38,18 @@ SPLIT_SIZES = {"train": 64, "validation": 32, "test": 32}
 
 
 class TinyNet(keras.Model):
-    """conv(4) - BN - ReLU - global pool - dense: a few hundred parameters."""
+    """conv(4) - BN - ReLU - global pool - dense: a few hundred parameters.
 
-    def __init__(self, num_classes: int = NUM_CLASSES, width: int = 4, dropout: float = 0.0, **kwargs):
+    `norm`: "batch", "sync" (BatchNormalization(synchronized=True)) or "none" (conv with bias).
+    """
+
+    def __init__(self, num_classes: int = NUM_CLASSES, width: int = 4, dropout: float = 0.0, norm: str = "batch",
+                 **kwargs):
         super().__init__(**kwargs)
-        self.num_classes, self.width, self.dropout_rate = num_classes, width, dropout
-        self.conv = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name="conv")
-        self.bn = keras.layers.BatchNormalization(name="bn")
+        self.num_classes, self.width, self.dropout_rate, self.norm = num_classes, width, dropout, norm
+        self.conv = keras.layers.Conv2D(width, 3, padding="same", use_bias=norm == "none", name="conv")
+        self.bn = (keras.layers.BatchNormalization(synchronized=norm == "sync", name="bn") if norm != "none"
+                   else keras.layers.Identity())
         self.pool = keras.layers.GlobalAveragePooling2D()
         self.drop = keras.layers.Dropout(dropout) if dropout else None
         self.head = keras.layers.Dense(num_classes, name="head")
@@ -58,7 +63,7 @@ class TinyNet(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "width": self.width,
-                "dropout": self.dropout_rate}
+                "dropout": self.dropout_rate, "norm": self.norm}
 
 
 if TINY_MODEL not in MODELS:
@@ -146,15 +151,17 @@ def model_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------------------------
 
 
-class _Slow(keras.callbacks.Callback):
-    """Sleeps after each batch so that a test can kill the run mid-epoch."""
+class _HangAt(keras.callbacks.Callback):
+    """At global step `step`, writes `marker` and sleeps, so that a test can SIGKILL the run there."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, step: int, marker: str):
         super().__init__()
-        self.seconds = seconds
+        self.step, self.marker = step, marker
 
     def on_train_batch_end(self, batch, logs=None):
-        time.sleep(self.seconds)
+        if int(self.model.optimizer.iterations) == self.step:
+            Path(self.marker).write_text(str(self.step))
+            time.sleep(600)
 
 
 def child_main() -> None:
@@ -162,7 +169,7 @@ def child_main() -> None:
     job = json.loads(sys.argv[1])
     use_fake_source()
     config = make_config(**job["sections"])
-    extra = [_Slow(job["sleep"])] if job.get("sleep") else []
+    extra = [_HangAt(job["hang_at"], job["marker"])] if job.get("hang_at") else []
     if job.get("mode") == "compare_default_mirrored":
         _compare_default_mirrored(config, job)
         return
@@ -285,10 +292,10 @@ def test_evaluate_without_checkpoint_is_a_config_error(fake_source, tmp_path):
 
 
 def test_num_classes_comes_from_the_data(fake_source, tmp_path):
-    task = trainer.build_task(make_config(), trainer._info_dict(fake_source_info(None)))
+    info = fake_source_info(make_config().data)
+    task = trainer.build_task(make_config(), trainer._info_dict(info))
     assert task.model.num_classes == NUM_CLASSES
-    task = trainer.build_task(make_config(model={"name": TINY_MODEL, "num_classes": 7}),
-                              trainer._info_dict(fake_source_info(None)))
+    task = trainer.build_task(make_config(model={"name": TINY_MODEL, "num_classes": 7}), trainer._info_dict(info))
     assert task.model.num_classes == 7
 
 
@@ -327,47 +334,41 @@ def test_one_epoch_with_trainer_options(fake_source, tmp_path, options):
     assert keras.mixed_precision.global_policy().name == "float32"  # restored
 
 
-def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
+def test_resume_after_sigkill_matches_an_uninterrupted_run(fake_source, tmp_path):
     sections = {"trainer": {"epochs": 2, "deterministic": True, "seed": 5,
                             "checkpoint": {"monitor": "val_accuracy", "backup_every": 2},
                             "tensorboard": {"enabled": False}},
                 "data": {"batch_size": 4, "augment": {"horizontal_flip": True}}}
     steps_per_epoch = 64 // 4
-    # The reference run, never interrupted.
-    run_child({"sections": sections, "workdir": str(tmp_path / "reference")})
-    # The same run, killed with SIGKILL in the middle of the second epoch...
+    # A run killed with SIGKILL in the middle of its second epoch, one step after a backup ...
     workdir = tmp_path / "killed"
-    job = {"sections": sections, "workdir": str(workdir), "sleep": 0.1}
-    process = subprocess.Popen(child_command(job), cwd=REPO, env=child_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    metadata = workdir / "backup" / "training_metadata.json"
-    deadline = time.monotonic() + 180
+    marker = tmp_path / "hanging"
+    hang_at = steps_per_epoch + 5
+    process = subprocess.Popen(
+        child_command({"sections": sections, "workdir": str(workdir), "hang_at": hang_at, "marker": str(marker)}),
+        cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        while time.monotonic() < deadline:
-            if metadata.exists():
-                try:
-                    step = json.loads(metadata.read_text())["global_step"]
-                except (ValueError, KeyError):
-                    step = 0
-                if step >= steps_per_epoch + 4:
-                    break
+        deadline = time.monotonic() + 240
+        while not marker.exists():
             assert process.poll() is None, f"the run ended before it could be killed:\n{process.stdout.read()}"
+            assert time.monotonic() < deadline, "the run never reached the step to kill it at"
             time.sleep(0.05)
-        else:
-            pytest.fail("no backup appeared")
         process.send_signal(signal.SIGKILL)
         process.wait(30)
     finally:
         if process.poll() is None:
             process.kill()
+    metadata = workdir / "backup" / "training_metadata.json"
     killed_at = json.loads(metadata.read_text())
-    assert killed_at["epoch"] == 1 and 0 < killed_at["step_in_epoch"] < steps_per_epoch
+    assert (killed_at["epoch"], killed_at["step_in_epoch"]) == (1, 4)  # the last backup before the kill
     assert not (workdir / "metrics.json").exists()
-    # ... and started again with the same command.
+    # ... started again with the same command, continues from its backup ...
     result = run_child({"sections": sections, "workdir": str(workdir)})
-    assert "resuming from the backup at epoch 2" in result.stdout
+    assert "resuming from the backup at epoch 2, step 4 (global step 20)" in result.stdout
     final = json.loads(metadata.read_text())
     assert final["finished"] and final["global_step"] == 2 * steps_per_epoch
+    # ... and ends with the weights of a run that was never interrupted.
+    trainer.train_and_evaluate(make_config(**sections), tmp_path / "reference")
     assert weights_digest(workdir / "backup" / "latest.weights.h5") == \
         weights_digest(tmp_path / "reference" / "backup" / "latest.weights.h5")
     assert json.loads((workdir / "metrics.json").read_text())["test"] == \

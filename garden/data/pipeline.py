@@ -1,20 +1,24 @@
 """tf.data input pipelines: example dicts in, batched `(features, labels)` pairs out.
 
     examples ─ keep label keys ─ shard ─ convert (channels, resize) ─ cache
-             ─ [training] shuffle ─ augment + pad boxes (parallel map) ─ batch ─ prefetch
+             ─ [training] shuffle ─ pad boxes ─ batch ─ augment (parallel map, per batch)
+             ─ prefetch
 
 `features = {"image": float32 [B, H, W, C]}` in [0, 255] (normalisation is the model's job) and
 `labels` holds the remaining keys of the example (`data.label_keys` when set). Boxes are padded
 to `data.max_boxes` (boxes 0, `box_labels`/`box_instances` -1, valid boxes first) and
 `num_boxes` (int32) is added whenever a box key is kept.
 
+Augmentation runs on whole batches (`augment.augment_batch`: vectorised, each example draws its
+own parameters), after the examples are padded and batched.
+
 Randomness and determinism. With a `seed`, the shuffle order and every augmentation are a
 function of (seed, epoch, position): iterating a freshly built dataset twice gives two different
 epochs, and building it again with the same seed gives the same two epochs again. Augmentation
-parameters come from a seeded `tf.data.Dataset.random` stream zipped with the shuffled examples
-*before* the parallel map, so each example's augmentation does not depend on thread timing;
-`data.deterministic` then only decides whether the map and batch keep element order. Without a
-seed, results follow the global TF seed (`tf.random.set_seed`) or are random.
+parameters come from a seeded `tf.data.Dataset.random` stream zipped with the batches *before*
+the parallel map, so they do not depend on thread timing; `data.deterministic` then only
+decides whether the maps keep element order (with `false`, batch composition may vary from run to run).
+Without a seed, results follow the global TF seed (`tf.random.set_seed`) or are random.
 
 Multi-worker: with a `tf.distribute.InputContext` each input pipeline keeps every
 `num_input_pipelines`-th example (starting at its `input_pipeline_id`) before caching, batches
@@ -95,27 +99,32 @@ def build_from_examples(examples: tf.data.Dataset, config: DataConfig, *, traini
 
     if training and config.shuffle_buffer > 0:
         ds = ds.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if any(k in keep for k in BOX_KEYS):
+        # Ragged boxes get a fixed count so that examples can be batched.
+        ds = ds.map(lambda ex: pad_boxes(ex, config.max_boxes), num_parallel_calls=AUTOTUNE,
+                    deterministic=config.deterministic)
+    ds = ds.batch(per_replica_batch, drop_remainder=training, num_parallel_calls=AUTOTUNE,
+                  deterministic=config.deterministic)
 
-    def finish(ex, element_seed=None):
-        ex = augment.augment_example(ex, config.augment, training=training, seed=element_seed)
-        ex["image"] = tf.clip_by_value(ex["image"], 0.0, 255.0)
-        if "boxes" in ex:
-            ex = pad_boxes(ex, config.max_boxes)
-        features = {"image": ex["image"]}
-        labels = {k: ex[k] for k in label_keys}
+    def finish(batch, batch_seed=None):
+        batch = augment.augment_batch(batch, config.augment, training=training, seed=batch_seed)
+        if "boxes" in batch:
+            batch = pad_boxes(batch, config.max_boxes)  # drops boxes pushed out of the picture
+        features = {"image": batch["image"]}
+        labels = {k: batch[k] for k in label_keys}
         return features, labels
 
+    # Augmentation runs on whole batches (one vectorised pass; every example draws its own
+    # parameters). Each batch's seed comes from a seeded stream paired with it here, before the
+    # parallel map, so results do not depend on thread timing.
     if training and augment.has_random_ops(config.augment):
         stream_seed = None if seed is None else _mix_seed(seed, pipeline_id)
         randoms = tf.data.Dataset.random(seed=stream_seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip(ds, randoms)
-        ds = ds.map(lambda ex, r: finish(ex, tf.stack([r, tf.constant(0, tf.int64)])),
+        ds = ds.map(lambda batch, r: finish(batch, tf.stack([r, tf.constant(0, tf.int64)])),
                     num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
     else:
         ds = ds.map(finish, num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
-
-    ds = ds.batch(per_replica_batch, drop_remainder=training, num_parallel_calls=AUTOTUNE,
-                  deterministic=config.deterministic)
     ds = ds.prefetch(AUTOTUNE)
 
     options = tf.data.Options()
@@ -197,10 +206,9 @@ def _check_alignable(spec: Mapping[str, Any], keep: set[str], config: DataConfig
     image_spec = spec["image"]
     if image_spec.shape.rank not in (3, 4):
         raise DataError(f"'image' must be [H, W, C] or [T, H, W, C], got shape {image_spec.shape}")
-    if config.augment.crop_size is None and config.image_size is None and (
-            image_spec.shape[-3] is None or image_spec.shape[-2] is None):
+    if config.image_size is None and (image_spec.shape[-3] is None or image_spec.shape[-2] is None):
         raise DataError(f"images have no fixed size (shape {image_spec.shape}); set data.image_size "
-                        "or data.augment.crop_size so that they can be batched")
+                        "so that they can be batched")
     moves = augment.has_geometric_ops(config.augment) or config.image_size is not None
     if not moves:
         return

@@ -39,36 +39,6 @@ def dense_initializer():
     )
 
 
-def make_activation(activation, *, rank=4, dtype=None, name=None):
-    """A Keras layer for `activation` ("relu", "prelu" or None -> None).
-
-    PReLU is channel-wise (one slope per channel, shared over space), as in He et al. 2015 and
-    Caffe's default; Keras' PReLU would otherwise learn one slope per pixel and channel.
-    """
-    if activation is None:
-        return None
-    if activation == "relu":
-        return keras.layers.ReLU(dtype=dtype, name=name)
-    if activation == "prelu":
-        return keras.layers.PReLU(
-            alpha_initializer=keras.initializers.Constant(PRELU_INIT),
-            shared_axes=list(range(1, rank - 1)) or None,
-            dtype=dtype,
-            name=name,
-        )
-    raise ValueError(f"unknown activation {activation!r}; valid: relu, prelu, None")
-
-
-def batch_norm(*, gamma_initializer="ones", dtype=None, name=None):
-    return keras.layers.BatchNormalization(
-        momentum=BN_MOMENTUM,
-        epsilon=BN_EPSILON,
-        gamma_initializer=gamma_initializer,
-        dtype=dtype,
-        name=name,
-    )
-
-
 class SymbolicShapes:
     """Mixin for layers and models made of other layers: `build` and `compute_output_shape`
     run `call` on `keras.KerasTensor`s, so sublayers build from shape arithmetic alone.
@@ -92,15 +62,61 @@ class CompositeLayer(SymbolicShapes, keras.layers.Layer):
     """A `keras.layers.Layer` built from sublayers (see `SymbolicShapes`)."""
 
 
-@keras.saving.register_keras_serializable(package="garden")
-class Conv(CompositeLayer):
-    """A 2D convolution with symmetric ("fixed") padding for strided convolutions.
+ACTIVATIONS = ("relu", "prelu", None)
 
-    Stride 1 uses "same" padding (symmetric for odd kernels); stride > 1 pads
-    `dilation * (kernel - 1) // 2` on each side, then convolves with "valid" padding.
+
+def _check_activation(activation):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; valid: relu, prelu, None")
+    return activation
+
+
+@keras.saving.register_keras_serializable(package="garden")
+class ChannelPReLU(keras.layers.Layer):
+    """Channel-wise PReLU (He et al. 2015): max(x, 0) + alpha_c * min(x, 0), alpha_c = 0.25 at
+    init, one slope per channel (the last axis) for inputs of any rank. Keras' `PReLU` would
+    by default learn one slope per pixel and channel."""
+
+    def build(self, input_shape):
+        self.alpha = self.add_weight(
+            shape=(input_shape[-1],),
+            initializer=keras.initializers.Constant(PRELU_INIT),
+            name="alpha",
+        )
+
+    def call(self, inputs):
+        alpha = keras.ops.cast(self.alpha, inputs.dtype)
+        return keras.ops.relu(inputs) - alpha * keras.ops.relu(-inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _activation_layer(activation, dtype):
+    """The layer an activation needs (PReLU has weights), or None (ReLU is an op)."""
+    if _check_activation(activation) == "prelu":
+        return ChannelPReLU(dtype=dtype, name="prelu")
+    return None
+
+
+def _activate(x, activation, layer):
+    if layer is not None:
+        return layer(x)
+    return keras.ops.relu(x) if activation == "relu" else x
+
+
+@keras.saving.register_keras_serializable(package="garden")
+class Conv(keras.layers.Conv2D):
+    """`keras.layers.Conv2D` with symmetric ("fixed") padding for strided convolutions.
+
+    padding="same": stride 1 uses Keras "same" padding (symmetric for odd kernels); stride > 1
+    pads `dilation * (kernel - 1) // 2` on each side, then convolves with "valid" padding.
+    padding="valid": no padding (output floor((in - kernel) / stride) + 1, as AlexNet's conv1).
 
     Args:
-        filters, kernel_size, strides, dilation_rate, groups: as in `keras.layers.Conv2D`.
+        filters, kernel_size, strides, dilation_rate, groups: as in `keras.layers.Conv2D`
+            (square kernels and strides).
+        padding: "same" or "valid" (see above).
         use_bias: add a bias (False when a BatchNorm follows).
         kernel_initializer: a Keras initializer name or config; default He-normal fan_out.
     """
@@ -112,68 +128,111 @@ class Conv(CompositeLayer):
         strides=1,
         dilation_rate=1,
         groups=1,
+        padding="same",
         use_bias=False,
         kernel_initializer=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.filters = int(filters)
-        self.kernel_size = int(kernel_size)
-        self.strides = int(strides)
-        self.dilation_rate = int(dilation_rate)
-        self.groups = int(groups)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        if self.strides > 1 and self.dilation_rate > 1:
+        if padding not in ("same", "valid"):
+            raise ValueError(f"unknown padding {padding!r}; valid: same, valid")
+        if int(strides) > 1 and int(dilation_rate) > 1:
             raise ValueError("a convolution cannot have both strides > 1 and dilation_rate > 1")
-        init = (
-            conv_initializer()
-            if kernel_initializer is None
-            else keras.initializers.get(kernel_initializer)
+        fixed = padding == "same" and int(strides) > 1
+        super().__init__(
+            int(filters),
+            int(kernel_size),
+            strides=int(strides),
+            padding="same" if padding == "same" and not fixed else "valid",
+            dilation_rate=int(dilation_rate),
+            groups=int(groups),
+            use_bias=bool(use_bias),
+            kernel_initializer=(
+                conv_initializer()
+                if kernel_initializer is None
+                else keras.initializers.get(kernel_initializer)
+            ),
+            **kwargs,
         )
-        pad = self.dilation_rate * (self.kernel_size - 1) // 2
-        self.pad = (
-            keras.layers.ZeroPadding2D(pad, dtype=self.dtype_policy, name="pad")
-            if self.strides > 1 and pad > 0
-            else None
-        )
-        self.conv = keras.layers.Conv2D(
-            self.filters,
-            self.kernel_size,
-            strides=self.strides,
-            padding="valid" if self.strides > 1 else "same",
-            dilation_rate=self.dilation_rate,
-            groups=self.groups,
-            use_bias=self.use_bias,
-            kernel_initializer=init,
-            dtype=self.dtype_policy,
-            name="conv",
-        )
+        self.padding_mode = padding
+        self.kernel_initializer_config = kernel_initializer
+        self.fixed_padding = int(dilation_rate) * (int(kernel_size) - 1) // 2 if fixed else 0
 
     def call(self, inputs):
-        x = inputs if self.pad is None else self.pad(inputs)
-        return self.conv(x)
+        p = self.fixed_padding
+        if p:
+            inputs = keras.ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]])
+        return super().call(inputs)
+
+    def compute_output_shape(self, input_shape):
+        p = self.fixed_padding
+        if p:
+            batch, height, width, channels = input_shape
+            input_shape = (
+                batch,
+                None if height is None else height + 2 * p,
+                None if width is None else width + 2 * p,
+                channels,
+            )
+        return super().compute_output_shape(input_shape)
 
     def get_config(self):
-        config = super().get_config()
+        config = keras.layers.Layer.get_config(self)  # Conv2D's arguments are not ours
         config.update(
             filters=self.filters,
-            kernel_size=self.kernel_size,
-            strides=self.strides,
-            dilation_rate=self.dilation_rate,
+            kernel_size=self.kernel_size[0],
+            strides=self.strides[0],
+            dilation_rate=self.dilation_rate[0],
             groups=self.groups,
+            padding=self.padding_mode,
             use_bias=self.use_bias,
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=self.kernel_initializer_config,
         )
         return config
 
 
 @keras.saving.register_keras_serializable(package="garden")
-class ConvBN(CompositeLayer):
+class BNAct(keras.layers.BatchNormalization):
+    """BatchNorm -> activation in one layer: the pre-activation unit (He et al. 2016,
+    "Identity mappings") and the tail of `ConvBN`. Works on any rank (last axis).
+
+    Args:
+        activation: "relu", "prelu" (channel-wise) or None.
+        zero_gamma: initialise the BN scale to 0.
+    """
+
+    def __init__(self, activation="relu", zero_gamma=False, **kwargs):
+        super().__init__(
+            momentum=BN_MOMENTUM,
+            epsilon=BN_EPSILON,
+            gamma_initializer="zeros" if zero_gamma else "ones",
+            **kwargs,
+        )
+        self.activation = _check_activation(activation)
+        self.zero_gamma = bool(zero_gamma)
+        self.prelu = _activation_layer(activation, self.dtype_policy)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.prelu is not None:
+            self.prelu.build(input_shape)
+
+    def call(self, inputs, training=None, mask=None):
+        x = super().call(inputs, training=training, mask=mask)
+        return _activate(x, self.activation, self.prelu)
+
+    def get_config(self):
+        config = keras.layers.Layer.get_config(self)  # BatchNormalization's are fixed here
+        config.update(activation=self.activation, zero_gamma=self.zero_gamma)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="garden")
+class ConvBN(keras.layers.Layer):
     """Conv (no bias) -> BatchNorm -> activation: the post-activation unit.
 
     Args:
-        filters, kernel_size, strides, dilation_rate, groups: of the convolution (see `Conv`).
+        filters, kernel_size, strides, dilation_rate, groups, padding: of the convolution
+            (see `Conv`).
         activation: "relu", "prelu" or None.
         use_bn: False gives Conv (with bias) -> activation, e.g. for the original VGG/AlexNet.
         zero_gamma: initialise the BN scale to 0 (the residual branch then starts as zero).
@@ -186,57 +245,57 @@ class ConvBN(CompositeLayer):
         strides=1,
         dilation_rate=1,
         groups=1,
+        padding="same",
         activation="relu",
         use_bn=True,
         zero_gamma=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.filters = int(filters)
-        self.kernel_size = int(kernel_size)
-        self.strides = int(strides)
-        self.dilation_rate = int(dilation_rate)
-        self.groups = int(groups)
-        self.activation = activation
+        self.activation = _check_activation(activation)
         self.use_bn = bool(use_bn)
         self.zero_gamma = bool(zero_gamma)
+        policy = self.dtype_policy
         self.conv = Conv(
-            self.filters,
-            self.kernel_size,
-            strides=self.strides,
-            dilation_rate=self.dilation_rate,
-            groups=self.groups,
+            filters,
+            kernel_size,
+            strides=strides,
+            dilation_rate=dilation_rate,
+            groups=groups,
+            padding=padding,
             use_bias=not self.use_bn,
-            dtype=self.dtype_policy,
+            dtype=policy,
             name="conv",
         )
-        self.bn = (
-            batch_norm(
-                gamma_initializer="zeros" if self.zero_gamma else "ones",
-                dtype=self.dtype_policy,
-                name="bn",
-            )
-            if self.use_bn
-            else None
-        )
-        self.act = make_activation(activation, dtype=self.dtype_policy, name="act")
+        if self.use_bn:
+            self.bn = BNAct(activation, zero_gamma=self.zero_gamma, dtype=policy, name="bn")
+            self.prelu = None
+        else:
+            self.bn = None
+            self.prelu = _activation_layer(activation, policy)
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        output_shape = self.conv.compute_output_shape(input_shape)
+        for layer in (self.bn, self.prelu):
+            if layer is not None:
+                layer.build(output_shape)
 
     def call(self, inputs, training=False):
         x = self.conv(inputs)
         if self.bn is not None:
-            x = self.bn(x, training=training)
-        if self.act is not None:
-            x = self.act(x)
-        return x
+            return self.bn(x, training=training)
+        return _activate(x, self.activation, self.prelu)
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(input_shape)
 
     def get_config(self):
         config = super().get_config()
+        conv = self.conv.get_config()
         config.update(
-            filters=self.filters,
-            kernel_size=self.kernel_size,
-            strides=self.strides,
-            dilation_rate=self.dilation_rate,
-            groups=self.groups,
+            {k: conv[k] for k in ("filters", "kernel_size", "strides", "dilation_rate", "groups")},
+            padding=conv["padding"],
             activation=self.activation,
             use_bn=self.use_bn,
             zero_gamma=self.zero_gamma,
@@ -245,27 +304,7 @@ class ConvBN(CompositeLayer):
 
 
 @keras.saving.register_keras_serializable(package="garden")
-class BNAct(CompositeLayer):
-    """BatchNorm -> activation: the pre-activation unit (He et al. 2016, "Identity mappings")."""
-
-    def __init__(self, activation="relu", **kwargs):
-        super().__init__(**kwargs)
-        self.activation = activation
-        self.bn = batch_norm(dtype=self.dtype_policy, name="bn")
-        self.act = make_activation(activation, dtype=self.dtype_policy, name="act")
-
-    def call(self, inputs, training=False):
-        x = self.bn(inputs, training=training)
-        return x if self.act is None else self.act(x)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(activation=self.activation)
-        return config
-
-
-@keras.saving.register_keras_serializable(package="garden")
-class DenseBN(CompositeLayer):
+class DenseBN(keras.layers.Layer):
     """Dense (no bias) -> BatchNorm -> activation -> dropout; a hidden fc layer.
 
     Args:
@@ -278,33 +317,48 @@ class DenseBN(CompositeLayer):
     def __init__(self, units, activation="relu", use_bn=True, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.units = int(units)
-        self.activation = activation
+        self.activation = _check_activation(activation)
         self.use_bn = bool(use_bn)
         self.dropout = float(dropout)
+        policy = self.dtype_policy
         self.dense = keras.layers.Dense(
             self.units,
             use_bias=not self.use_bn,
             kernel_initializer=dense_initializer(),
-            dtype=self.dtype_policy,
+            dtype=policy,
             name="dense",
         )
-        self.bn = batch_norm(dtype=self.dtype_policy, name="bn") if self.use_bn else None
-        self.act = make_activation(activation, rank=2, dtype=self.dtype_policy, name="act")
+        if self.use_bn:
+            self.bn = BNAct(activation, dtype=policy, name="bn")
+            self.prelu = None
+        else:
+            self.bn = None
+            self.prelu = _activation_layer(activation, policy)
         self.drop = (
-            keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="dropout")
+            keras.layers.Dropout(self.dropout, dtype=policy, name="dropout")
             if self.dropout > 0
             else None
         )
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+        output_shape = self.compute_output_shape(input_shape)
+        for layer in (self.bn, self.prelu):
+            if layer is not None:
+                layer.build(output_shape)
 
     def call(self, inputs, training=False):
         x = self.dense(inputs)
         if self.bn is not None:
             x = self.bn(x, training=training)
-        if self.act is not None:
-            x = self.act(x)
+        else:
+            x = _activate(x, self.activation, self.prelu)
         if self.drop is not None:
             x = self.drop(x, training=training)
         return x
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
 
     def get_config(self):
         config = super().get_config()
@@ -341,8 +395,9 @@ class Backbone(SymbolicShapes, keras.Model):
     - `features(x, training=False)` gives an ordered dict of feature maps; its last entry is
       the final map that the head consumes. `feature_info` lists each entry's `key`,
       `channels` and actual `stride` (input pixels per output pixel).
-    - `forward_features(x)` is the final feature map, `forward_head(feature_map)` the head
-      (`pre_logits=True` stops before the classifier).
+    - `forward_features(x)` is the final feature map, `forward_head(feature_map)` the head:
+      global pooling or flatten + hidden fc layers, dropout, classifier (`pre_logits=True`
+      stops before the dropout and classifier).
 
     Args:
         num_classes: width of the classifier; 0 for none.
@@ -358,7 +413,11 @@ class Backbone(SymbolicShapes, keras.Model):
         self.include_top = bool(include_top)
         self.head_dropout = float(head_dropout)
         self._feature_info: list[dict] = []
+        self._num_features = None  # set by backbones whose head has hidden layers (VGG, AlexNet)
+        # The head: [global_pool] [flatten, hidden fc layers] [head_drop] [classifier].
         self.global_pool = None
+        self.flatten = None
+        self.fc = []
         self.head_drop = None
         self.classifier = None
 
@@ -384,6 +443,8 @@ class Backbone(SymbolicShapes, keras.Model):
     @property
     def num_features(self) -> int:
         """Width of the pooled features (what `num_classes=0` returns)."""
+        if self._num_features is not None:
+            return int(self._num_features)
         return int(self._feature_info[-1]["channels"])
 
     def features(self, inputs, training=False):  # pragma: no cover - abstract
@@ -393,7 +454,12 @@ class Backbone(SymbolicShapes, keras.Model):
         return self.features(inputs, training=training)[self._feature_info[-1]["key"]]
 
     def forward_head(self, x, training=False, pre_logits=False):
-        x = self.global_pool(x)
+        if self.global_pool is not None:
+            x = self.global_pool(x)
+        if self.flatten is not None:
+            x = self.flatten(x)
+        for fc in self.fc:
+            x = fc(x, training=training)
         if pre_logits or self.classifier is None:
             return x
         if self.head_drop is not None:

@@ -13,9 +13,10 @@ Choices, stated once:
 - Convolutions before BN have no bias. So `trainable` parameters equal torchvision's counts
   (ResNet-50: 25,557,032) and `count_params()` (which adds BN moving statistics) equals
   keras.applications' count minus its redundant conv biases (26,560 for ResNet-50).
-- CIFAR ResNets are pre-activation by default (`preact=False` gives the original
-  post-activation network, e.g. for ConvNet-AIG) with 1x1 projection shortcuts at stage
-  entries (`shortcut="zero_pad"` gives He et al.'s parameter-free option A).
+- CIFAR ResNet-20...110 are pre-activation by default (`preact=False` gives the original
+  post-activation network, e.g. for ConvNet-AIG) with He et al.'s parameter-free option-A
+  shortcuts at stage entries, for which their parameter counts hold (`shortcut="projection"`
+  gives 1x1 projections, option B). ResNet-164 uses projections, as He et al. 2016b.
 
 Block hooks for methods that edit the forward pass (lesion study, ConvNet-AIG, stochastic
 depth): every block has `forward_parts(x) -> (shortcut, residual)`, `combine(shortcut,
@@ -136,7 +137,6 @@ class ResidualBlock(CompositeLayer):
         else:
             self.projection = None
         self.drop_path = drop_path(self.drop_path_rate, dtype=policy, name="drop_path")
-        self.out_act = None if self.preact else keras.layers.ReLU(dtype=policy, name="out_act")
         self._build_branch()
 
     @property
@@ -171,7 +171,7 @@ class ResidualBlock(CompositeLayer):
     def combine(self, shortcut, residual=None):
         """shortcut + residual, then the post-activation ReLU; residual None deletes F."""
         x = shortcut if residual is None else shortcut + residual
-        return x if self.out_act is None else self.out_act(x)
+        return x if self.preact else keras.ops.relu(x)
 
     def shortcut(self, inputs, training=False):
         """The shortcut path alone (identity, or the projection of the (pre-activated) input)."""
@@ -188,6 +188,17 @@ class ResidualBlock(CompositeLayer):
     def call(self, inputs, training=False):
         shortcut, residual = self.forward_parts(inputs, training=training)
         return self.combine(shortcut, residual)
+
+    def compute_output_shape(self, input_shape):
+        # 3x3 (and 1x1) convolutions with symmetric padding: ceil(size / stride).
+        batch, height, width, _ = input_shape
+        s = self.strides
+        return (
+            batch,
+            None if height is None else -(-height // s),
+            None if width is None else -(-width // s),
+            self.out_channels,
+        )
 
     def get_config(self):
         config = super().get_config()
@@ -538,9 +549,12 @@ for _depth in (20, 32, 44, 56, 110):
             "block_type": "basic",
             "stem": "cifar",
         },
-        defaults=_CIFAR_DEFAULTS,
+        # He et al. 2016a, Sec. 4.2: "we use identity shortcuts in all cases (i.e., option A)";
+        # their parameter counts (0.27M ... 1.7M) are for it. shortcut="projection" is option B.
+        defaults={**_CIFAR_DEFAULTS, "shortcut": "zero_pad"},
         doc=f"Pre-activation ResNet-{_depth} for 32x32 CIFAR inputs: 3 stages of "
-        f"{(_depth - 2) // 6} basic blocks, 16/32/64 channels (He et al. 2016a/b).",
+        f"{(_depth - 2) // 6} basic blocks, 16/32/64 channels, zero-padding (option A) "
+        f"shortcuts (He et al. 2016a/b). `preact=False` gives the original network.",
     )
 
 resnet164 = register_variant(

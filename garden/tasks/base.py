@@ -70,6 +70,26 @@ class Task(keras.Model):
         self.model = model
         self.data_info = info_dict(data_info)
 
+    # -- Keras internals ----------------------------------------------------------------------
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Skip Keras' symbolic build when there is nothing left to build.
+
+        Under a tf.distribute strategy, Keras 3 (TF backend) peeks at one batch of the data before
+        `fit`/`evaluate` to build the model symbolically; under MultiWorkerMirroredStrategy that
+        peek fails on dict inputs (`strategy.reduce` of a nest). The trainer builds the task on a
+        sample batch and builds the optimiser itself, so the peek is not needed.
+        """
+        unbuilt = (
+            not all(layer.built for layer in self._flatten_layers())
+            or (getattr(self, "_compile_metrics", None) is not None and not self._compile_metrics.built)
+            or (getattr(self, "_compile_loss", None) is not None and not self._compile_loss.built)
+            or (self.optimizer is not None and not self.optimizer.built)
+        )
+        if unbuilt:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        return None
+
     # -- preprocessing ----------------------------------------------------------------------
 
     def preprocess(self, images):

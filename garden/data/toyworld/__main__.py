@@ -3,7 +3,7 @@
     python -m garden.data.toyworld list [--markdown]
     python -m garden.data.toyworld info --variant scenes --set image_size=64
     python -m garden.data.toyworld preview --variant scenes --out preview.png [--n 8] [--split train] [--set key=value ...]
-    python -m garden.data.toyworld generate --variant objects [--set key=value ...] [--data-dir DIR]
+    python -m garden.data.toyworld generate --variant objects [--set key=value ...] [--data-dir DIR] [--workers N]
 
 Bad input prints one line (`error: ...`) on stderr and exits with code 2.
 """
@@ -134,10 +134,13 @@ def cmd_generate(args) -> int:
     from garden.data.toyworld import builder
 
     data_dir = args.data_dir or default_data_dir()
-    result = builder.generate(args.variant, parse_sets(args.set), data_dir)
+    result = builder.generate(args.variant, parse_sets(args.set), data_dir,
+                              num_workers=args.workers)
     sizes = ", ".join(f"{k} {v}" for k, v in result["split_sizes"].items())
     state = "already cached" if result["cached_before"] else "generated"
-    print(f"toyworld:{args.variant} {state} in {result['seconds']:.1f} s: {sizes}; "
+    workers = f", {result['workers']} workers" if result["workers"] > 1 else ""
+    print(f"toyworld:{args.variant} {state} in {result['seconds']:.1f} s (CPU "
+          f"{result['cpu_seconds']:.1f} s{workers}): {sizes}; "
           f"{result['bytes'] / 2**20:.1f} MiB in {result['cache_dir']}")
     return 0
 
@@ -166,6 +169,9 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="build the TFDS cache of a variant; prints sizes and time")
     variant_args(p)
     p.add_argument("--data-dir", help="cache root (default $GARDEN_DATA_DIR or ~/.cache/garden)")
+    p.add_argument("--workers", default=None,
+                   help="processes rendering examples: N, or 0/auto for one per core "
+                        "(default $GARDEN_TOYWORLD_WORKERS, else 1)")
     return parser
 
 

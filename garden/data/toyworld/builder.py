@@ -231,10 +231,75 @@ class ToyworldBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return {split: self._generate_examples(split, int(n))
                 for split, n in sizes.items() if int(n) > 0}
 
+    # Worker processes rendering examples; None: $GARDEN_TOYWORLD_WORKERS, else 1. The output
+    # does not depend on it (examples are pure functions of (options, split, index)).
+    num_workers: int | None = None
+
     def _generate_examples(self, split: str, num_examples: int):
-        variant, options = self._variant(), self._options()
-        for index in range(num_examples):
-            yield index, variant.example(options, split, index)
+        workers = resolve_workers(self.num_workers)
+        if workers <= 1 or num_examples < 4 * _CHUNK:
+            variant, options = self._variant(), self._options()
+            for index in range(num_examples):
+                yield index, variant.example(options, split, index)
+            return
+        yield from _parallel_examples(self.VARIANT, self.builder_config.options, split,
+                                      num_examples, workers)
+
+
+_CHUNK = 8  # examples per task of a worker process
+
+
+def resolve_workers(num_workers: int | None) -> int:
+    """`num_workers`, else $GARDEN_TOYWORLD_WORKERS, else 1; 0 or "auto": the usable cores."""
+    value = num_workers if num_workers is not None else os.environ.get("GARDEN_TOYWORLD_WORKERS", 1)
+    if value in (0, "0", "auto"):
+        return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                          else (os.cpu_count() or 1), 16))
+    try:
+        return max(1, int(value))
+    except (TypeError, ValueError):
+        raise DataError(f"bad number of toyworld workers {value!r} (GARDEN_TOYWORLD_WORKERS): "
+                        "expected an integer >= 1, 0 or 'auto'") from None
+
+
+def _examples_chunk(variant: str, options: dict, split: str, start: int, stop: int) -> list:
+    """Worker task: examples start..stop-1 (runs in a fresh 'spawn' process)."""
+    spec = get_variant(variant)
+    opts = validate_options(variant, options)
+    return [spec.example(opts, split, index) for index in range(start, stop)]
+
+
+def _parallel_examples(variant: str, options: dict, split: str, num_examples: int, workers: int):
+    """(index, example) in index order, rendered by `workers` spawned processes.
+
+    At most 2 chunks per worker are in flight, so memory stays bounded when the TFDS writer
+    is slower than the renderers. 'spawn' (not fork): the parent may have TensorFlow loaded.
+    """
+    import collections
+    import concurrent.futures
+    import multiprocessing
+
+    starts = iter(range(0, num_examples, _CHUNK))
+    pending = collections.deque()
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        def submit() -> bool:
+            start = next(starts, None)
+            if start is None:
+                return False
+            stop = min(start + _CHUNK, num_examples)
+            pending.append((start, pool.submit(_examples_chunk, variant, options, split, start, stop)))
+            return True
+
+        for _ in range(2 * workers):
+            if not submit():
+                break
+        while pending:
+            start, future = pending.popleft()
+            examples = future.result()
+            submit()
+            for offset, example in enumerate(examples):
+                yield start + offset, example
 
 
 def _builder_class_name(variant: str) -> str:
@@ -364,8 +429,14 @@ def _remove_corrupt(folder: str, reason: str) -> None:
                         "delete that folder and it will be regenerated") from None
 
 
-def prepare(variant: str, options: dict | None, data_dir: str) -> ToyworldBuilder:
-    """The builder with its cache ready: generated on first use, regenerated if corrupt."""
+def prepare(variant: str, options: dict | None, data_dir: str,
+            num_workers: int | None = None) -> ToyworldBuilder:
+    """The builder with its cache ready: generated on first use, regenerated if corrupt.
+
+    `num_workers` processes render the examples when the cache is generated (default
+    $GARDEN_TOYWORLD_WORKERS, else 1; 0 means one per usable core).
+    """
+    resolve_workers(num_workers)  # a bad value fails before any work
     folder = cache_dir(variant, options, data_dir)
     try:
         builder = make_builder(variant, options, data_dir)
@@ -385,6 +456,7 @@ def prepare(variant: str, options: dict | None, data_dir: str) -> ToyworldBuilde
     try:
         # Nothing is downloaded; the download manager still makes folders, so give it a
         # throw-away one rather than litter the cache root.
+        builder.num_workers = num_workers
         with tempfile.TemporaryDirectory(prefix="toyworld-dl-") as download_dir:
             builder.download_and_prepare(download_dir=download_dir)
     except OSError as err:
@@ -411,12 +483,14 @@ def load_split(variant: str, options: dict | None, split: str, data_dir: str):
                               read_config=tfds.ReadConfig(try_autocache=False))
 
 
-def generate(variant: str, options: dict | None, data_dir: str) -> dict:
-    """Builds the cache if needed; returns sizes, seconds and bytes on disk."""
-    start = time.perf_counter()
+def generate(variant: str, options: dict | None, data_dir: str,
+             num_workers: int | None = None) -> dict:
+    """Builds the cache if needed; returns sizes, seconds (wall and CPU) and bytes on disk."""
+    start, cpu_start = time.perf_counter(), time.process_time()
     was_cached = make_builder(variant, options, data_dir).is_prepared()
-    builder = prepare(variant, options, data_dir)
+    builder = prepare(variant, options, data_dir, num_workers=num_workers)
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
     folder = os.fspath(builder.data_path)
     num_bytes = sum(os.path.getsize(os.path.join(root, f))
                     for root, _, files in os.walk(folder) for f in files)
@@ -425,6 +499,8 @@ def generate(variant: str, options: dict | None, data_dir: str) -> dict:
         "cache_dir": folder,
         "cached_before": was_cached,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,  # this process only (not worker processes)
+        "workers": resolve_workers(num_workers),
         "bytes": num_bytes,
         "split_sizes": {name: int(s.num_examples) for name, s in builder.info.splits.items()},
     }

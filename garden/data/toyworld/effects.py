@@ -65,9 +65,11 @@ def defocus_blur(rgb: np.ndarray, level: int) -> np.ndarray:
     sigma = FOCUS_SIGMAS[level] * min(height, width) / _REFERENCE_SIDE
     rows = _blur_matrix(height, round(sigma, 6))
     cols = _blur_matrix(width, round(sigma, 6))
-    out = (rows @ rgb.reshape(height, -1)).reshape(height, width, 3)
-    out = np.matmul(cols, out)  # batched over rows: [W, W] @ [H, W, 3]
-    return np.clip(out, 0.0, 1.0)
+    out = (rows @ rgb.reshape(height, width * 3)).reshape(height, width, 3)
+    # Columns: one [W, W] @ [W, H * 3] product on the transposed image (much cheaper than H
+    # batched small products).
+    out = (cols @ out.transpose(1, 0, 2).reshape(width, height * 3)).reshape(width, height, 3)
+    return np.ascontiguousarray(np.clip(out.transpose(1, 0, 2), 0.0, 1.0))
 
 
 def sensor_noise(rgb: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
@@ -102,7 +104,7 @@ def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
     buffer = io.BytesIO()
     Image.fromarray(to_uint8(rgb)).save(buffer, format="JPEG", quality=quality)
     buffer.seek(0)
-    with Image.open(buffer) as decoded:
+    with Image.open(buffer, formats=["JPEG"]) as decoded:
         out = np.asarray(decoded.convert("RGB"), dtype=np.float32)
     return out * np.float32(1.0 / 255.0)
 
@@ -134,7 +136,7 @@ def color_jitter(rgb: np.ndarray, strength: float, rng: np.random.Generator) -> 
                        [0.0, math.cos(angle), -math.sin(angle)],
                        [0.0, math.sin(angle), math.cos(angle)]]) * np.array([1.0, 1.0 + s, 1.0 + s])[:, None]
     matrix = _YIQ_TO_RGB @ chroma @ _RGB_TO_YIQ  # colour (saturation, hue) transform in RGB
-    mean_luma = float(rgb.reshape(-1, 3).mean(axis=0) @ _RGB_TO_YIQ[0])
+    mean_luma = float((rgb.reshape(-1, 3) @ _RGB_TO_YIQ[0].astype(np.float32)).mean())
     gain = (1.0 + b) * (1.0 + c)
     offset = (1.0 + b) * (-c) * mean_luma  # contrast about the mean luminance, then brightness
     out = rgb.reshape(-1, 3) @ (gain * matrix.T).astype(np.float32) + np.float32(offset)

@@ -37,16 +37,23 @@ SHORT = {"category": "", "instance": "", "azimuth_deg": "az", "elevation_deg": "
 STUFF_COLOURS = {0: (0.78, 0.88, 0.97), 1: (0.93, 0.89, 0.80), 2: (0.62, 0.58, 0.52)}
 
 
+# Distinct colours for the toy classes (tab10 with grey swapped for gold: grey is the ground).
+THING_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                 "#17becf", "#bcbd22", "#ffd92f")
+
+
 def class_colours(num: int) -> np.ndarray:
     """[num, 3] colours: sky/wall/ground muted, things saturated and distinct."""
+    from matplotlib.colors import to_rgb
+
     colours = np.zeros((max(num, 3), 3), np.float32)
     for i in range(colours.shape[0]):
         if i in STUFF_COLOURS:
             colours[i] = STUFF_COLOURS[i]
+        elif i - 3 < len(THING_PALETTE):
+            colours[i] = to_rgb(THING_PALETTE[i - 3])
         else:
-            k = i - 3
-            hue = (k * 0.618034) % 1.0
-            colours[i] = colorsys.hsv_to_rgb(hue, 0.85 if k % 2 == 0 else 0.6, 0.95 if k % 2 == 0 else 0.8)
+            colours[i] = colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.7, 0.9)
     return colours
 
 
@@ -114,7 +121,7 @@ def _scalar_text(key: str, value, label_names: Mapping[str, list[str]]) -> str:
 
 
 def title_lines(example: Mapping[str, np.ndarray], label_names: Mapping[str, list[str]],
-                width: int = 30) -> list[str]:
+                width: int = 34) -> list[str]:
     """The scalar labels of an example as short lines: the primary class first."""
     scalars = {k: v for k, v in example.items() if np.ndim(v) == 0}
     keys = [k for k in TITLE_ORDER if k in scalars]

@@ -18,8 +18,8 @@ component-major ([3, N]) because numpy arithmetic on whole rows is much faster t
 Shading: Lambert (cosine) diffuse from the directional light plus ambient, and a Blinn-Phong
 highlight (J. F. Blinn, "Models of light reflection for computer synthesized pictures",
 SIGGRAPH 1977) weighted by `Material.specular`. The ground and the wall receive hard shadows of
-the objects: one exact shadow ray per plane pixel, culled by bounding spheres per object and
-per primitive.
+the objects: one exact shadow ray per plane pixel, after a cull by the bounding boxes of the
+objects and primitives seen along the light.
 """
 
 from __future__ import annotations
@@ -71,8 +71,7 @@ class _Prim(NamedTuple):
     scale: np.ndarray  # float32 [3, 1]: local metres per normalised unit
     param: float  # capsule: half-length / radius; unused otherwise
     window: tuple[slice, slice] | None  # pixels whose rays may hit it (None: off screen)
-    centre: np.ndarray  # float64 [3]: bounding sphere centre (camera frame)
-    radius: float  # bounding sphere radius
+    corners: np.ndarray  # float64 [8, 3]: bounding box corners in the camera frame
     material: Material
     obj: int  # index of the owning object in scene.objects
 
@@ -239,32 +238,22 @@ def _normal_ellipsoid(p, prim):
 
 def _normal_box(p, prim):
     gap = (1.0 - np.abs(p)) * prim.scale  # metres from the point to each axis' face plane
-    face = np.argmin(gap, axis=0)
-    cols = np.arange(p.shape[1])
-    n = np.zeros_like(p)
-    n[face, cols] = np.sign(p[face, cols])
-    return n
+    return np.where(gap == gap.min(axis=0), np.sign(p), np.float32(0.0))  # edges: both faces
 
 
 def _normal_cylinder(p, prim):
     x, y, z = p
     side_gap = np.abs(np.sqrt(x * x + y * y) - 1.0) * min(prim.scale[0, 0], prim.scale[1, 0])
-    cap = np.abs(np.abs(z) - 1.0) * prim.scale[2, 0] < side_gap
-    n = p.copy()
-    n[2] = np.where(cap, np.sign(z), 0.0)
-    n[:2, cap] = 0.0
-    return n
+    side = np.abs(np.abs(z) - 1.0) * prim.scale[2, 0] >= side_gap
+    return np.stack([x * side, y * side, np.where(side, np.float32(0.0), np.sign(z))])
 
 
 def _normal_cone(p, prim):
     x, y, z = p
     side_gap = np.abs(np.sqrt(x * x + y * y) - (1.0 - z)) * min(prim.scale[0, 0], prim.scale[1, 0])
-    base = np.abs(z) * prim.scale[2, 0] < side_gap
-    n = p.copy()
+    side = np.abs(z) * prim.scale[2, 0] >= side_gap
     # Gradient of x^2 + y^2 - (1 - z)^2; the tiny term keeps the normal at the apex finite (+z).
-    n[2] = np.where(base, -1.0, 1.0 - z + 1e-6)
-    n[:2, base] = 0.0
-    return n
+    return np.stack([x * side, y * side, np.where(side, 1.0 - z + 1e-6, np.float32(-1.0))])
 
 
 def _normal_capsule(p, prim):
@@ -317,74 +306,73 @@ def _windows(corners: np.ndarray, focal: float, height: int, width: int) -> list
     """
     z = corners[..., 2]
     behind = (z.min(axis=1) <= 1e-6).tolist()
-    z = np.maximum(z, 1e-6)
-    u = corners[..., 0] / z * focal + width / 2.0
-    v = corners[..., 1] / z * focal + height / 2.0
-    c0 = np.clip(np.ceil(u.min(axis=1) - 0.5) - 1, 0, width).astype(int).tolist()
-    c1 = np.clip(np.floor(u.max(axis=1) - 0.5) + 2, 0, width).astype(int).tolist()
-    r0 = np.clip(np.ceil(v.min(axis=1) - 0.5) - 1, 0, height).astype(int).tolist()
-    r1 = np.clip(np.floor(v.max(axis=1) - 0.5) + 2, 0, height).astype(int).tolist()
+    uv = corners[..., :2] / np.maximum(z, 1e-6)[..., None]
+    lows, highs = uv.min(axis=1).tolist(), uv.max(axis=1).tolist()
     windows = []
-    for k, full in enumerate(behind):
+    for full, (u0, v0), (u1, v1) in zip(behind, lows, highs):
         if full:
             windows.append((slice(0, height), slice(0, width)))
-        elif c0[k] < c1[k] and r0[k] < r1[k]:
-            windows.append((slice(r0[k], r1[k]), slice(c0[k], c1[k])))
-        else:
-            windows.append(None)
+            continue
+        # Pixel j's centre is at x = (j + 0.5 - W/2) / f: first and one-past-last pixels inside.
+        c0 = max(0, math.ceil(u0 * focal + width / 2.0 - 0.5) - 1)
+        c1 = min(width, math.floor(u1 * focal + width / 2.0 - 0.5) + 2)
+        r0 = max(0, math.ceil(v0 * focal + height / 2.0 - 0.5) - 1)
+        r1 = min(height, math.floor(v1 * focal + height / 2.0 - 0.5) + 2)
+        windows.append((slice(r0, r1), slice(c0, c1)) if c0 < c1 and r0 < r1 else None)
     return windows
-
-
-def _yaw_matrices(yaws: np.ndarray) -> np.ndarray:
-    """[N, 3, 3] rotations about world z."""
-    c, s = np.cos(yaws), np.sin(yaws)
-    m = np.zeros((yaws.size, 3, 3))
-    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1], m[:, 2, 2] = c, -s, s, c, 1.0
-    return m
 
 
 def _prepare(scene: Scene, world_from_camera: np.ndarray, camera_position: np.ndarray,
              focal: float, height: int, width: int) -> list[_Prim]:
-    """Camera-frame transforms (local -> object -> world -> camera) of all primitives at once."""
+    """Camera-frame transforms (local -> object -> world -> camera) of all primitives at once.
+
+    Per-object terms are built in plain Python (a handful of 3x3 products), per-primitive terms
+    in one batch of numpy calls whatever the number of primitives.
+    """
     owned = [(index, prim) for index, obj in enumerate(scene.objects) for prim in obj.primitives]
     if not owned:
         return []
     shapes = [_normalisation(prim.kind, prim.size) for _, prim in owned]
     scale = np.array([s[0] for s in shapes])
-    lo = np.array([s[2] for s in shapes])
-    hi = np.array([s[3] for s in shapes])
-    owner = np.array([index for index, _ in owned])
-    rotation = np.array([prim.rotation for _, prim in owned], np.float64).reshape(-1, 3, 3)
-    centre = np.array([prim.center for _, prim in owned], np.float64).reshape(-1, 3)
-
+    box_lo = np.array([s[2] for s in shapes])
+    box_hi = np.array([s[3] for s in shapes])
     camera_from_world = world_from_camera.T
-    camera_from_object = camera_from_world @ _yaw_matrices(np.array([obj.yaw for obj in scene.objects], np.float64))
-    object_in_camera = (np.array([obj.position for obj in scene.objects], np.float64).reshape(-1, 3)
-                        - camera_position) @ world_from_camera
-    camera_from_local = camera_from_object[owner] @ rotation
-    local_in_camera = np.einsum("nij,nj->ni", camera_from_object[owner], centre) + object_in_camera[owner]
+    # Object -> camera: rotation camera_from_world @ yaw, translation camera_from_world @ (pos - cam).
+    object_rows, object_offsets = [], []
+    for obj in scene.objects:
+        c, s = math.cos(obj.yaw), math.sin(obj.yaw)
+        object_rows.append(((c, -s, 0.0), (s, c, 0.0), (0.0, 0.0, 1.0)))
+        object_offsets.append(tuple(float(p) - float(q) for p, q in zip(obj.position, camera_position)))
+    camera_from_object = camera_from_world @ np.array(object_rows)
+    object_in_camera = np.array(object_offsets) @ world_from_camera
+    owner = [index for index, _ in owned]
+    local_rows = np.array([prim.rotation + (prim.center,) for _, prim in owned], np.float64)  # [P, 4, 3]
+    # Local -> camera rotation and origin, one batched product: [R | c] -> camera_from_object @ [R | c].
+    placed = camera_from_object[owner] @ local_rows.transpose(0, 2, 1)  # [P, 3, 4]
+    camera_from_local = placed[:, :, :3]
+    local_in_camera = placed[:, :, 3] + object_in_camera[owner]
     to_normalised = camera_from_local.transpose(0, 2, 1) / scale[:, :, None]  # diag(1/s) @ local_from_camera
-    origin = -np.einsum("nij,nj->ni", to_normalised, local_in_camera)
-    normal_matrix = camera_from_local / scale[:, None, :]
-    corners = np.einsum("nij,nkj->nki", camera_from_local,
-                        (lo[:, None, :] + (hi - lo)[:, None, :] * _CORNER_SIGNS) * scale[:, None, :])
-    corners += local_in_camera[:, None, :]
-    sphere_centre = np.einsum("nij,nj->ni", camera_from_local, 0.5 * (lo + hi) * scale) + local_in_camera
-    sphere_radius = np.linalg.norm(0.5 * (hi - lo) * scale, axis=1)
+    origin = -(to_normalised @ local_in_camera[:, :, None])[:, :, 0]
+    # Bounding box corners and bounding sphere in the camera frame.
+    box = (box_lo[:, None, :] + (box_hi - box_lo)[:, None, :] * _CORNER_SIGNS) * scale[:, None, :]
+    corners = box @ camera_from_local.transpose(0, 2, 1) + local_in_camera[:, None, :]
     windows = _windows(corners, focal, height, width)
 
     rays, origins = to_normalised.reshape(-1, 9).tolist(), origin.tolist()
-    to_normalised32, origin32 = to_normalised.astype(np.float32), origin.astype(np.float32)[:, :, None]
-    normal_matrix32, scale32 = normal_matrix.astype(np.float32), scale.astype(np.float32)[:, :, None]
-    return [_Prim(prim.kind, rays[k], origins[k], _outside(prim.kind, origin[k], shapes[k][1]),
+    to_normalised32 = to_normalised.astype(np.float32)
+    origin32 = origin.astype(np.float32)[:, :, None]
+    normal_matrix32 = (camera_from_local / scale[:, None, :]).astype(np.float32)
+    scale32 = scale.astype(np.float32)[:, :, None]
+    return [_Prim(prim.kind, rays[k], origins[k], _outside(prim.kind, origins[k], shapes[k][1]),
                   to_normalised32[k], origin32[k], normal_matrix32[k], scale32[k], shapes[k][1], windows[k],
-                  sphere_centre[k], float(sphere_radius[k]), prim.material, index)
+                  corners[k], prim.material, index)
             for k, (index, prim) in enumerate(owned)]
 
 
 @functools.lru_cache(maxsize=32)
-def _camera_rays(height: int, width: int, fov_deg: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel rays (x, y, 1) as [3, H*W] and their unit versions, cached per image geometry."""
+def _camera_rays(height: int, width: int, fov_deg: float) -> np.ndarray:
+    """Unit per-pixel ray directions [3, H*W] (the rays (x, y, 1) normalised), cached per image
+    geometry. A ray is recovered as unit / unit_z, and a hit point as unit * t / unit_z."""
     xs, ys = geometry.pixel_grid(height, width, fov_deg)
     rays = np.empty((3, height, width), np.float32)
     rays[0] = xs[None, :]
@@ -392,9 +380,8 @@ def _camera_rays(height: int, width: int, fov_deg: float) -> tuple[np.ndarray, n
     rays[2] = 1.0
     rays = rays.reshape(3, -1)
     unit = rays / np.sqrt((rays * rays).sum(axis=0))
-    rays.flags.writeable = False
     unit.flags.writeable = False
-    return rays, unit
+    return unit
 
 
 # --------------------------------------------------------------------------------------------
@@ -425,51 +412,62 @@ def _cast_primitive(depth, ident, surface_id, xs, ys, prim: _Prim):
     np.copyto(ident[rows, cols], surface_id, where=closer)
 
 
-def _cull(centre: np.ndarray, radius: float, light: np.ndarray, points: np.ndarray,
-          along: np.ndarray, norm2: np.ndarray) -> np.ndarray:
-    """Indices of the rays p + s l (s > 0) that pass within `radius` of `centre`.
+def _light_frame(light: np.ndarray) -> np.ndarray:
+    """Rows e1, e2, l: an orthonormal basis whose third axis is the unit light direction."""
+    lx, ly, lz = (float(v) for v in light)
+    # e1 = l x helper, with the helper axis (x or y) far from parallel to l; e2 = l x e1.
+    e1 = (0.0, lz, -ly) if abs(lx) < 0.9 else (-lz, 0.0, lx)
+    norm = math.sqrt(e1[0] ** 2 + e1[1] ** 2 + e1[2] ** 2)
+    e1 = (e1[0] / norm, e1[1] / norm, e1[2] / norm)
+    e2 = (ly * e1[2] - lz * e1[1], lz * e1[0] - lx * e1[2], lx * e1[1] - ly * e1[0])
+    return np.array([e1, e2, (lx, ly, lz)])
 
-    Closest approach: s* = (c - p).l and dist^2 = |c - p|^2 - s*^2, expanded so that the only
-    per-ray terms are the precomputed p.l and |p|^2 and one dot product p.c.
-    """
-    s = float(centre @ light) - along
-    dist2 = norm2 - 2.0 * (centre.astype(np.float32) @ points) + float(centre @ centre) - s * s
-    reach = radius * 1.01 + 1e-3
-    return np.flatnonzero((dist2 <= reach * reach) & (s >= -reach))
+
+def _in_shadow_boxes(q: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """[B, M] mask: can the ray towards the light from light-frame point q [3, M] (third axis
+    along the light) meet a body whose light-frame bounding box is [lo[b], hi[b]]? Only if the
+    point lies inside the box's extent across the light and not beyond its far end along it."""
+    x, y, z = q[0], q[1], q[2]
+    return ((x >= lo[:, 0:1]) & (x <= hi[:, 0:1]) & (y >= lo[:, 1:2]) & (y <= hi[:, 1:2])
+            & (z <= hi[:, 2:3]))
 
 
 def _shadowed(points: np.ndarray, light: np.ndarray, prims: list[_Prim], n_objects: int) -> np.ndarray:
     """Which camera-frame points [3, M] have an object between them and the directional light.
 
-    Two levels of bounding spheres (object, then primitive) leave exact shadow-ray tests for the
-    few points whose ray passes close to a primitive.
+    In a frame whose third axis is the light, a point can only be shadowed by a body whose
+    bounding box (from the corners of its primitives' boxes) covers it across the light; that
+    cull, per object and then per primitive, leaves exact shadow-ray tests for the few points
+    that may be shadowed.
     """
     occluded = np.zeros(points.shape[1], bool)
+    frame = _light_frame(light)
+    q = frame.astype(np.float32) @ points
     light32 = light.astype(np.float32)
-    along = light32 @ points
-    norm2 = (points * points).sum(axis=0)
-    for index in range(n_objects):
-        members = [p for p in prims if p.obj == index]
-        if not members:
-            continue
-        # The object's sphere: around the centre of its primitives' spheres.
-        centres = np.array([p.centre for p in members])
-        centre = 0.5 * (centres.min(axis=0) + centres.max(axis=0))
-        radius = max(float(np.linalg.norm(p.centre - centre)) + p.radius for p in members)
-        near = _cull(centre, radius, light, points, along, norm2)
+    boxes = np.array([p.corners for p in prims]) @ frame.T  # [P, 8, 3] light-frame corners
+    box_lo = (boxes.min(axis=1) - 1e-3).astype(np.float32)
+    box_hi = (boxes.max(axis=1) + 1e-3).astype(np.float32)
+    owner = np.array([p.obj for p in prims])
+    objects = np.unique(owner)
+    members = [np.flatnonzero(owner == index) for index in objects]
+    object_lo = np.array([box_lo[m].min(axis=0) for m in members])
+    object_hi = np.array([box_hi[m].max(axis=0) for m in members])
+    for group, mask in zip(members, _in_shadow_boxes(q, object_lo, object_hi)):
+        near = np.flatnonzero(mask)
         if near.size == 0:
             continue
-        sub, sub_along, sub_norm2 = points[:, near], along[near], norm2[near]
+        sub = points[:, near]
         blocked = np.zeros(near.size, bool)
-        for prim in members:
-            close = _cull(prim.centre, prim.radius, light, sub, sub_along, sub_norm2)
+        for k, prim_mask in zip(group.tolist(), _in_shadow_boxes(q[:, near], box_lo[group], box_hi[group])):
+            close = np.flatnonzero(prim_mask)
             if close.size == 0:
                 continue
+            prim = prims[k]
             o = prim.to_normalised @ sub[:, close] + prim.offset
             d = prim.to_normalised @ light32  # np.float32 scalars keep the arithmetic in float32
             # Entry-only: a visible plane point is never inside a solid.
-            blocked[close] |= _HIT[prim.kind](o, (d[0], d[1], d[2]), prim.param, True) < _INF
-        occluded[near] |= blocked
+            blocked[close[_HIT[prim.kind](o, (d[0], d[1], d[2]), prim.param, True) < _INF]] = True
+        occluded[near] = blocked
     return occluded
 
 
@@ -491,6 +489,16 @@ def render(scene: Scene, camera: Camera, light: Light, height: int, width: int) 
         return _render(scene, camera, light, height, width)
 
 
+class _Planes(NamedTuple):
+    """The ground and wall planes: world normal n and offset h of n.p = h, material, id."""
+
+    normal: tuple[float, float, float]
+    offset: float
+    material: Material
+    surface_id: int
+    texture_axes: tuple[int, int, int]  # world axes as texture coordinates: (in-plane, normal, in-plane)
+
+
 def _render(scene: Scene, camera: Camera, light: Light, height: int, width: int) -> RenderResult:
     world_from_camera = geometry.camera_basis(camera)
     camera_position = np.asarray(camera.position, np.float64)
@@ -499,16 +507,19 @@ def _render(scene: Scene, camera: Camera, light: Light, height: int, width: int)
     xs, ys = geometry.pixel_grid(height, width, fov)
     prims = _prepare(scene, world_from_camera, camera_position, focal, height, width)
     n_prims = len(prims)
-    ground_id, wall_id = n_prims, n_prims + 1
+    planes = []
+    if scene.ground is not None:  # z = 0; stripes run along world x
+        planes.append(_Planes((0.0, 0.0, 1.0), 0.0, scene.ground, n_prims, (1, 2, 0)))
+    if scene.wall is not None:  # x = -wall_distance; stripes run along world y (vertical bands)
+        planes.append(_Planes((1.0, 0.0, 0.0), -float(scene.wall_distance), scene.wall, n_prims + 1, (2, 0, 1)))
 
     # Visibility: the nearest hit of every pixel and the id of its surface (-1: nothing).
     depth = np.full((height, width), _INF, np.float32)
     ident = np.full((height, width), -1, np.int8 if n_prims < 120 else np.int32)
-    if scene.ground is not None:  # plane z = 0, world normal +z
-        _cast_plane(depth, ident, ground_id, xs, ys, world_from_camera[2], -float(camera_position[2]))
-    if scene.wall is not None:  # plane x = -wall_distance, world normal +x
-        _cast_plane(depth, ident, wall_id, xs, ys, world_from_camera[0],
-                    -float(scene.wall_distance) - float(camera_position[0]))
+    for plane in planes:
+        normal_cam = world_from_camera.T @ plane.normal
+        _cast_plane(depth, ident, plane.surface_id, xs, ys, normal_cam,
+                    plane.offset - float(np.dot(plane.normal, camera_position)))
     for k, prim in enumerate(prims):
         if prim.window is not None:
             _cast_primitive(depth, ident, k, xs, ys, prim)
@@ -520,21 +531,22 @@ def _render(scene: Scene, camera: Camera, light: Light, height: int, width: int)
     n_sky = bounds[0]
     bounds = [b - n_sky for b in bounds]  # surface k occupies hit[bounds[k]:bounds[k + 1]]
     hit = order[n_sky:]
-    rays, unit_rays = _camera_rays(height, width, fov)
     t_hit = depth.ravel()[hit]
-    view = unit_rays[:, hit]
-    points = rays[:, hit] * t_hit  # camera-frame hit points [3, N]
+    view = _camera_rays(height, width, fov)[:, hit]  # unit view rays [3, N]
+    distance = t_hit / view[2]  # along the ray: the ray (x, y, 1) has length 1 / unit_z
+    points = view * distance  # camera-frame hit points [3, N]
 
-    normals, local, cos_view = _surface_normals(points, view, prims, bounds, world_from_camera, ground_id, wall_id)
-    # Metres covered by one pixel on the surface: distance / focal / cos (|ray| = 1 / view_z).
-    footprint = t_hit / (view[2] * focal * np.maximum(cos_view, _MIN_COSINE))
-    albedo, specular = _surface_albedo(scene, prims, local, points, footprint, bounds,
-                                       world_from_camera, camera_position, ground_id, wall_id)
+    normals, local, cos_view = _surface_normals(points, view, prims, bounds, planes, world_from_camera,
+                                                camera_position)
+    # Metres covered by one pixel on the surface.
+    footprint = distance / (focal * np.maximum(cos_view, _MIN_COSINE))
+    albedo, specular = _surface_albedo(prims, local, points, footprint, bounds, planes, world_from_camera,
+                                       camera_position)
     if scene.flat_shading:
         shaded = albedo
     else:
-        planes = slice(bounds[ground_id], bounds[wall_id + 1])
-        shaded = _shade(normals, view, albedo, specular, light, world_from_camera, points, planes,
+        lit = slice(bounds[n_prims], bounds[n_prims + 2])
+        shaded = _shade(normals, view, cos_view, albedo, specular, light, world_from_camera, points, lit,
                         prims, len(scene.objects))
 
     # Scatter back to images.
@@ -561,51 +573,74 @@ def _render(scene: Scene, camera: Camera, light: Light, height: int, width: int)
     )
 
 
-def _surface_normals(points, view, prims, bounds, world_from_camera, ground_id, wall_id):
+def _surface_normals(points, view, prims, bounds, planes, world_from_camera, camera_position):
     """Unit camera-frame normals [3, N] facing the camera, each primitive's normalised-frame hit
-    points (kept for its texture) and |cos| of the angle between normal and view ray [N]."""
+    points (kept for its texture), and the cosine between normal and reversed view ray [N]."""
     normals = np.empty_like(points)
     local: dict[int, np.ndarray] = {}
     for k, prim in enumerate(prims):
         lo, hi = bounds[k], bounds[k + 1]
-        if lo == hi:
-            continue
-        p = prim.to_normalised @ points[:, lo:hi] + prim.offset
-        local[k] = p
-        normals[:, lo:hi] = prim.normal_matrix @ _NORMAL[prim.kind](p, prim)
-    normals[:, bounds[ground_id]:bounds[wall_id]] = world_from_camera[2][:, None]
-    normals[:, bounds[wall_id]:bounds[wall_id + 1]] = world_from_camera[0][:, None]
-    inv_norm = 1.0 / np.sqrt((normals * normals).sum(axis=0))
-    cos_view = (normals * view).sum(axis=0) * inv_norm
-    normals *= np.copysign(inv_norm, -cos_view)  # unit length, facing the camera
-    return normals, local, np.abs(cos_view)
+        if lo < hi:
+            p = prim.to_normalised @ points[:, lo:hi] + prim.offset
+            local[k] = p
+            normals[:, lo:hi] = prim.normal_matrix @ _NORMAL[prim.kind](p, prim)
+    cos_view = np.empty(points.shape[1], np.float32)
+    solids = slice(0, bounds[len(prims)])
+    if solids.stop:
+        n = normals[:, solids]
+        inv_norm = 1.0 / np.sqrt((n * n).sum(axis=0))
+        cos = (n * view[:, solids]).sum(axis=0) * inv_norm
+        n *= np.copysign(inv_norm, -cos)  # unit length, facing the camera
+        cos_view[solids] = np.abs(cos)
+    for plane in planes:
+        lo, hi = bounds[plane.surface_id], bounds[plane.surface_id + 1]
+        if lo < hi:
+            # One normal per plane, turned towards the side the camera is on.
+            side = float(np.dot(plane.normal, camera_position)) >= plane.offset
+            normal = (world_from_camera.T @ plane.normal * (1.0 if side else -1.0)).astype(np.float32)
+            normals[:, lo:hi] = normal[:, None]
+            cos_view[lo:hi] = -(normal @ view[:, lo:hi])
+    return normals, local, cos_view
 
 
-def _surface_albedo(scene, prims, local, points, footprint, bounds, world_from_camera,
-                    camera_position, ground_id, wall_id):
+def _surface_albedo(prims, local, points, footprint, bounds, planes, world_from_camera, camera_position):
     """Albedo [3, N] and highlight weight [N] of every visible point."""
     n = points.shape[1]
     albedo = np.empty((3, n), np.float32)
     specular = np.empty(n, np.float32)
     for k, p in local.items():
         lo, hi = bounds[k], bounds[k + 1]
-        prim = prims[k]
-        albedo[:, lo:hi] = textures.surface_albedo(prim.material, p * prim.scale, footprint[lo:hi])
-        specular[lo:hi] = prim.material.specular
-    # Texture frames of the planes (world axes, permuted so that stripes run along world x on
-    # the ground and along world y, as vertical bands, on the wall).
-    for material, lo, hi, axes in ((scene.ground, bounds[ground_id], bounds[wall_id], [1, 2, 0]),
-                                   (scene.wall, bounds[wall_id], bounds[wall_id + 1], [2, 0, 1])):
-        if hi > lo:
-            frame = world_from_camera[axes].astype(np.float32)
-            world = frame @ points[:, lo:hi] + camera_position[axes].astype(np.float32)[:, None]
-            albedo[:, lo:hi] = textures.surface_albedo(material, world, footprint[lo:hi])
-            specular[lo:hi] = material.specular
+        material = prims[k].material
+        if material.texture == "solid":  # fast path: no points needed
+            albedo[:, lo:hi] = np.asarray(material.color, np.float32)[:, None]
+        else:
+            albedo[:, lo:hi] = textures.surface_albedo(material, p * prims[k].scale, footprint[lo:hi])
+        specular[lo:hi] = material.specular
+    for plane in planes:
+        lo, hi = bounds[plane.surface_id], bounds[plane.surface_id + 1]
+        if lo < hi and plane.material.texture == "solid":
+            albedo[:, lo:hi] = np.asarray(plane.material.color, np.float32)[:, None]
+            specular[lo:hi] = plane.material.specular
+        elif lo < hi:
+            axes = list(plane.texture_axes)
+            world = (world_from_camera[axes].astype(np.float32) @ points[:, lo:hi]
+                     + camera_position[axes].astype(np.float32)[:, None])
+            # The coordinate across the plane (second by construction of texture_axes) is the
+            # plane's offset; set it exactly, or rounding noise around 0 would flip checker cells.
+            world[1] = plane.offset
+            albedo[:, lo:hi] = textures.surface_albedo(plane.material, world, footprint[lo:hi])
+            specular[lo:hi] = plane.material.specular
     return albedo, specular
 
 
-def _shade(normals, view, albedo, specular, light: Light, world_from_camera, points, planes, prims, n_objects):
-    """Lambert + ambient + Blinn-Phong, with object shadows on the ground and wall pixels."""
+def _shade(normals, view, cos_view, albedo, specular, light: Light, world_from_camera, points, receivers,
+           prims, n_objects):
+    """Lambert + ambient + Blinn-Phong, with object shadows on the `receivers` (plane pixels).
+
+    With unit light l, unit view ray v and a normal n facing the viewer (n.v = -cos_view), the
+    half vector is h = (l - v) / |l - v|, so n.h = (n.l + cos_view) / sqrt(2 - 2 l.v): no
+    per-pixel vector arithmetic is needed beyond n.l and l.v.
+    """
     direction = np.asarray(light.direction, np.float64)
     norm = float(np.linalg.norm(direction))
     if norm == 0.0:
@@ -613,13 +648,15 @@ def _shade(normals, view, albedo, specular, light: Light, world_from_camera, poi
     light_cam = world_from_camera.T @ (direction / norm)
     light32 = light_cam.astype(np.float32)
     cos_light = light32 @ normals
-    half = light32[:, None] - view  # towards the light + towards the viewer
-    cos_half = (normals * half).sum(axis=0) / np.sqrt((half * half).sum(axis=0))
-    lit = np.ones(normals.shape[1], np.float32)
-    if planes.stop > planes.start and prims:
-        lit[planes] = ~_shadowed(points[:, planes], light_cam, prims, n_objects)
+    cos_half = (cos_light + cos_view) / np.sqrt(np.maximum(2.0 - 2.0 * (light32 @ view), 1e-12))
+    lit = cos_light > 0.0
+    if receivers.stop > receivers.start and prims:
+        lit[receivers] &= ~_shadowed(points[:, receivers], light_cam, prims, n_objects)
     intensity = float(light.intensity)
-    diffuse = float(light.ambient) + intensity * np.maximum(cos_light, 0.0) * lit
-    highlight = np.where(cos_light > 0.0, np.maximum(cos_half, 0.0) ** SHININESS, 0.0) * (specular * intensity) * lit
+    diffuse = float(light.ambient) + intensity * np.where(lit, cos_light, 0.0)
+    highlight = np.where(lit, np.maximum(cos_half, 0.0), 0.0)
+    for _ in range(int(math.log2(SHININESS))):  # x ** 32 by repeated squaring (SHININESS = 2^k)
+        highlight *= highlight
+    highlight *= specular * intensity
     color = np.asarray(light.color, np.float32)[:, None]
     return np.clip((albedo * diffuse + highlight) * color, 0.0, 1.0)

@@ -55,8 +55,9 @@ def _lattice_word(i: np.ndarray) -> np.ndarray:
 
 def hash_uniform(ix: np.ndarray, iy: np.ndarray, iz: np.ndarray | int, seed: int) -> np.ndarray:
     """Uniform float32 in [0, 1) from integer lattice coordinates (broadcast) and a seed."""
-    h = (_lattice_word(ix) * _P1) ^ (_lattice_word(iy) * _P2) ^ (_lattice_word(iz) * _P3) ^ _seed_word(seed)
-    return _to_unit(_mix32(h))
+    with np.errstate(over="ignore"):  # uint32 products wrap by design (0-d inputs would warn)
+        h = (_lattice_word(ix) * _P1) ^ (_lattice_word(iy) * _P2) ^ (_lattice_word(iz) * _P3) ^ _seed_word(seed)
+        return _to_unit(_mix32(h))
 
 
 def _smoothstep(f: np.ndarray) -> np.ndarray:
@@ -76,20 +77,19 @@ def value_noise_3d(points: np.ndarray, seed: int) -> np.ndarray:
     words = base.astype(np.int32).view(np.uint32)
     hx = words[0] * _P1
     hy = words[1] * _P2
-    hz = (words[2] * _P3) ^ _seed_word(seed)
+    hz = words[2] * _P3
     corners = (np.stack([hx, hx + _P1])[:, None, None]
                ^ np.stack([hy, hy + _P2])[None, :, None]
-               ^ np.stack([hz, hz + _P3])[None, None, :])
+               ^ (np.stack([hz, hz + _P3]) ^ _seed_word(seed))[None, None, :])  # seed after the +P
     c = _to_unit(_mix32(corners))  # [x, y, z, N]
     c = c[:, :, 0] + (c[:, :, 1] - c[:, :, 0]) * w[2]
     c = c[:, 0] + (c[:, 1] - c[:, 0]) * w[1]
     return c[0] + (c[1] - c[0]) * w[0]
 
 
-@functools.lru_cache(maxsize=64)
 def _lerp_weights(n: int, denominator: int, freq: float) -> np.ndarray:
     """Dense [n, m] smoothstep-interpolation weights of the pixel centres (k + 0.5) / denominator
-    * freq onto the integer lattice 0..m-1 (cached: they depend on the image geometry only)."""
+    * freq onto the integer lattice 0..m-1."""
     coords = (np.arange(n, dtype=np.float64) + 0.5) / denominator * freq
     base = np.floor(coords)
     frac = _smoothstep(coords - base)
@@ -98,29 +98,46 @@ def _lerp_weights(n: int, denominator: int, freq: float) -> np.ndarray:
     rows = np.arange(n)
     weights[rows, idx] = 1.0 - frac
     weights[rows, idx + 1] = frac
-    weights.flags.writeable = False
     return weights
+
+
+@functools.lru_cache(maxsize=32)
+def _octave_weights(height: int, width: int, cells: float, octaves: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Interpolation weights of all octaves side by side, and the block-diagonal amplitudes.
+
+    Returns (wy [H, NY], wx [W, NX], amplitude [NY, NX]): octave k owns a diagonal block of the
+    lattice, weighted by 2^-k / sum(2^-j), and zeros elsewhere. Cached: it depends on the image
+    geometry only, not on the seed.
+    """
+    wys, wxs = [], []
+    for octave in range(octaves):
+        freq = cells * (2.0 ** octave)
+        wys.append(_lerp_weights(height, height, freq))
+        wxs.append(_lerp_weights(width, height, freq))
+    norm = sum(0.5 ** k for k in range(octaves))
+    amplitude = np.zeros((sum(w.shape[1] for w in wys), sum(w.shape[1] for w in wxs)), np.float32)
+    y = x = 0
+    for octave, (wy, wx) in enumerate(zip(wys, wxs)):
+        amplitude[y:y + wy.shape[1], x:x + wx.shape[1]] = 0.5 ** octave / norm
+        y, x = y + wy.shape[1], x + wx.shape[1]
+    arrays = (np.concatenate(wys, axis=1), np.concatenate(wxs, axis=1), amplitude)
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
 
 
 def fractal_noise_image(height: int, width: int, cells: float, octaves: int, seed: int) -> np.ndarray:
     """Multi-octave 2D value noise [H, W] in [0, 1]: `cells` lattice cells per image height.
 
     Value noise sampled on a regular pixel grid is separable: one octave is Wy @ G @ Wx^T with
-    G the hashed lattice values and Wy, Wx the per-row and per-column smoothstep weights, a few
-    small matrix products instead of dozens of per-pixel passes. Octaves double the frequency
-    and halve the amplitude (a 1/f spectrum).
+    G the hashed lattice values and Wy, Wx the per-row and per-column smoothstep weights.
+    Octaves double the frequency and halve the amplitude (a 1/f spectrum); stacking their
+    weights side by side and their lattices on a block diagonal makes the whole sum two matrix
+    products and one hash of the stacked lattice.
     """
-    total = np.zeros((height, width), np.float32)
-    amplitude, norm = 1.0, 0.0
-    for octave in range(octaves):
-        freq = cells * (2.0 ** octave)
-        wy = _lerp_weights(height, height, freq)
-        wx = _lerp_weights(width, height, freq)
-        lattice = hash_uniform(np.arange(wx.shape[1])[None, :], np.arange(wy.shape[1])[:, None], octave, seed)
-        total += np.float32(amplitude) * (wy @ lattice @ wx.T)
-        norm += amplitude
-        amplitude *= 0.5
-    return total * np.float32(1.0 / norm)
+    wy, wx, amplitude = _octave_weights(int(height), int(width), float(cells), int(octaves))
+    lattice = hash_uniform(np.arange(amplitude.shape[1])[None, :], np.arange(amplitude.shape[0])[:, None], 0, seed)
+    return wy @ (lattice * amplitude) @ wx.T
 
 
 def _stretch(n: np.ndarray, gain: float) -> np.ndarray:
@@ -148,11 +165,12 @@ def surface_albedo(material: Material, points: np.ndarray,
     scale = float(material.texture_scale)
     if scale <= 0.0:
         raise ValueError(f"texture_scale must be positive, got {scale}")
+    # Cell parities through int32 bit tests: float `%` is several times slower.
     if material.texture == "stripes":
-        w = np.floor(points[2] * (2.0 / scale)) % 2.0
+        w = (np.floor(points[2] * (2.0 / scale)).astype(np.int32) & 1).astype(np.float32)
     elif material.texture == "checker":
-        q = np.floor(points * (2.0 / scale))
-        w = (q[0] + q[1] + q[2]) % 2.0
+        q = np.floor(points * (2.0 / scale)).astype(np.int32)
+        w = ((q[0] + q[1] + q[2]) & 1).astype(np.float32)
     elif material.texture == "noise":
         q = points * (1.0 / scale)
         w = _stretch((value_noise_3d(q, 0) + 0.5 * value_noise_3d(q * 2.0 + 17.0, 1)) * (1.0 / 1.5), 2.5)

@@ -290,3 +290,73 @@ def test_tfds_bad_config_is_data_error(fake, tmp_path):
     with pytest.raises(DataError, match="imgsize"):
         tfds.builder("toyworld_objects", data_dir=str(tmp_path),
                      config=builder.ToyworldConfig(options={"imgsize": 3}))
+
+
+# ----------------------------------------------------------------------------------------
+# The real variants, end to end at tiny sizes.
+
+TINY = {
+    "objects": {"image_size": 16, "num_train": 3, "num_validation": 1, "num_test": 1},
+    "attributes": {"image_size": 16, "num_train": 3, "num_validation": 1, "num_test": 1},
+    "scenes": {"image_size": 24, "num_train": 3, "num_validation": 1, "num_test": 1,
+               "max_objects": 3},
+    "video": {"image_size": 16, "num_train": 2, "num_validation": 1, "num_test": 1,
+              "num_frames": 3, "max_objects": 2},
+}
+# Contract dtypes (docs/design/contracts.md, "Data: example dictionaries").
+DTYPES = {"image": np.uint8, "label": np.int64, "category": np.int64, "instance": np.int64,
+          "azimuth": np.int64, "elevation": np.int64, "lighting": np.int64, "focus": np.int64,
+          "background": np.int64, "azimuth_deg": np.float32, "elevation_deg": np.float32,
+          "shape": np.int64, "color": np.int64, "size": np.int64, "texture": np.int64,
+          "size_value": np.float32, "mask": np.uint8, "segmentation": np.int32,
+          "instance_map": np.int32, "depth": np.float32, "normals": np.float32,
+          "boxes": np.float32, "box_labels": np.int64, "box_instances": np.int64}
+
+
+@pytest.mark.parametrize("variant", sorted(TINY))
+def test_real_variant_round_trip(variant, tmp_path):
+    options = TINY[variant]
+    examples = _as_list(builder.load_split(variant, options, "train", str(tmp_path)))
+    assert len(examples) == options["num_train"]
+    spec = builder.get_variant(variant)
+    direct = spec.example(options, "train", 1)
+    stored = examples[1]
+    assert set(stored) == set(direct) == set(builder.info(variant, options)["feature_keys"])
+    size = options["image_size"]
+    frames = (options["num_frames"],) if variant == "video" else ()
+    assert stored["image"].shape == (*frames, size, size, 3)
+    for key, value in stored.items():
+        assert value.dtype == DTYPES[key], (key, value.dtype)
+        np.testing.assert_array_equal(value, direct[key], err_msg=key)  # lossless storage
+    if "boxes" in stored:
+        assert stored["boxes"].shape[-1] == 4
+        assert stored["boxes"].shape[-2] == stored["box_labels"].shape[0]
+    if "segmentation" in stored:
+        assert stored["segmentation"].shape == (*frames, size, size)
+        assert stored["normals"].shape == (*frames, size, size, 3)
+
+
+def test_real_tfds_load(tmp_path):
+    import tensorflow_datasets as tfds
+
+    config = builder.ToyworldConfig(options=TINY["attributes"])
+    ds, ds_info = tfds.load("toyworld_attributes", split="train[:2]", data_dir=str(tmp_path),
+                            builder_kwargs={"config": config}, with_info=True)
+    assert len(_as_list(ds)) == 2
+    assert ds_info.features["label"].names == builder.info("attributes", {})["label_names"]["label"]
+    assert ds_info.metadata["options"]["num_train"] == 3
+    assert ds_info.splits["train"].num_examples == 3
+
+
+def test_worker_processes_give_the_same_examples(tmp_path):
+    options = {**TINY["attributes"], "num_train": 4 * builder._CHUNK + 3}
+    builder.prepare("attributes", options, str(tmp_path), num_workers=2)
+    stored = _as_list(builder.load_split("attributes", options, "train", str(tmp_path)))
+    spec = builder.get_variant("attributes")
+    assert len(stored) == options["num_train"]
+    for index in (0, builder._CHUNK, len(stored) - 1):  # chunk boundaries keep index order
+        direct = spec.example(options, "train", index)
+        for key in direct:
+            np.testing.assert_array_equal(stored[index][key], direct[key], err_msg=key)
+    with pytest.raises(DataError, match="workers"):
+        builder.prepare("attributes", options, str(tmp_path), num_workers="many")

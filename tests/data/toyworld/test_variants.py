@@ -135,9 +135,9 @@ def test_objects_splits_are_instance_disjoint():
 
 def test_sparse_variations_limit_training_viewpoints():
     k = 2
-    opts = objects.Options(variations_per_instance=k, num_train=3000, num_validation=600)
+    opts = objects.Options(variations_per_instance=k, num_train=2000, num_validation=600)
     views: dict[int, set] = {}
-    for i in range(3000):
+    for i in range(2000):
         lab = objects.sample_labels(opts, "train", i)
         key = objects.global_instance(opts, lab["category"], lab["instance_in_category"])
         views.setdefault(key, set()).add((lab["azimuth"], lab["elevation"]))
@@ -292,6 +292,14 @@ def test_test_style_changes_only_the_test_look():
     for split in ("train", "validation"):
         assert _digest(VARIANTS["objects"].example(base, split, 0)) == \
                _digest(VARIANTS["objects"].example(shifted, split, 0))
+
+
+def test_objects_background_family_option():
+    plain = VARIANTS["objects"].example(dict(TINY["objects"], backgrounds="plain"), "train", 0)
+    textured = VARIANTS["objects"].example(dict(TINY["objects"], backgrounds="textured"), "train", 0)
+    outside = plain["mask"] == 0
+    assert not np.array_equal(plain["image"][outside], textured["image"][outside])
+    np.testing.assert_array_equal(plain["mask"], textured["mask"])
 
 
 @pytest.mark.parametrize("name", sorted(TINY))

@@ -23,6 +23,9 @@ Choices where the spec leaves room:
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Literal
+
 import numpy as np
 from pydantic import Field, model_validator
 
@@ -66,6 +69,8 @@ class Options(common.BaseOptions):
     num_lightings: int = Field(len(LIGHTINGS), ge=1, le=len(LIGHTINGS))
     num_focus: int = Field(len(FOCUS_NAMES), ge=1, le=len(FOCUS_NAMES))
     num_backgrounds: int = Field(8, ge=1, le=256)
+    backgrounds: Literal["style", "plain", "textured"] = Field(
+        "style", description="style: plain for clean, textured for photo; or force one family")
     variations_per_instance: int | None = Field(None, ge=1, description="sparse variations n_VPI (train only)")
     textured: bool = Field(True, description="False: untextured single-colour toy bodies")
     dense_labels: bool = Field(False, description="also return depth and normals")
@@ -117,9 +122,11 @@ def allowed_viewpoints(options: Options, category: int, instance: int) -> np.nda
 
 
 def background_of(options: Options, style: str, background_id: int) -> Background:
-    """The fixed backdrop number `background_id` of a style (the same in every split)."""
-    rng = np.random.default_rng([options.seed, STREAM, _BACKGROUND_SALT, style == "photo", background_id])
-    return styling.background(style, rng)
+    """The fixed backdrop number `background_id` (the same in every split): a plain colour or
+    a textured picture (A.7 "N random textured or photo-like noise backgrounds")."""
+    textured = options.backgrounds == "textured" or (options.backgrounds == "style" and style == "photo")
+    rng = np.random.default_rng([options.seed, STREAM, _BACKGROUND_SALT, textured, background_id])
+    return styling.background("photo" if textured else "clean", rng)
 
 
 def _angle(rng: np.random.Generator, bin_index: int, low: float, width: float, jitter: float) -> float:
@@ -184,8 +191,7 @@ def make_example(options: Options, split: str, index: int) -> dict[str, np.ndarr
     primitives = styling.with_specular(primitives, 0.0 if style == "clean" else look.uniform(0.2, 0.5))
     light = lighting_of(labels["lighting"], labels["azimuth_deg"])
     if style == "photo":
-        light = Light(direction=light.direction, intensity=light.intensity, ambient=light.ambient,
-                      color=styling.photo_light(look).color)
+        light = dataclasses.replace(light, color=styling.photo_light(look).color)  # tinted lamps
     scene = Scene(objects=(SceneObject(primitives=primitives, class_id=toys.class_id(category), instance_id=1),),
                   background=background_of(options, style, labels["background"]))
     height, width = options.image_size

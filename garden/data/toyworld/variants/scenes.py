@@ -40,7 +40,7 @@ class Options(common.BaseOptions):
     scale_range: tuple[float, float] = Field((0.6, 1.3), description="toy scale factors, 0.2 <= low <= high <= 2")
     area_half_extent: float = Field(1.2, ge=0.5, le=3.0, description="toys stand in [-a, a]^2 metres")
     azimuth_range: float = Field(45.0, ge=0.0, le=70.0, description="camera azimuth in [-r, r] degrees")
-    elevation_range: tuple[float, float] = Field((12.0, 45.0), description="camera elevation, degrees")
+    elevation_range: tuple[float, float] = Field((8.0, 40.0), description="camera elevation, degrees")
     wall_probability: float = Field(0.5, ge=0.0, le=1.0, description="chance of a wall behind the toys")
 
     @model_validator(mode="after")

@@ -4,7 +4,9 @@ B7's synthetic generator: ground, wall and sky as stuff; toys as things; objects
 constant velocity plus noise and enter and leave the view; instance ids stay the same over
 the clip; per frame the image, semantic map, instance map and z-depth. Vehicles drive along
 their heading; towers, chairs and lamps stand still. Toys start without overlapping but are
-not collision-checked while they move (they may pass through each other, rarely).
+not collision-checked while they move (they may pass through each other, rarely). As in the
+scenes variant, the (unbounded) wall is there in `wall_probability` of the clips, and the sky
+shows above the horizon when the camera pitch is below half the vertical field of view.
 
 Per-frame boxes: `boxes` is float32 [T, N, 4] over the N instances that are visible in at
 least one frame of the clip (sorted by id), with `box_labels` / `box_instances` int64 [N]
@@ -46,6 +48,8 @@ class Options(common.BaseOptions):
     motion_noise: float = Field(0.02, ge=0.0, le=0.5, description="std of the per-frame velocity noise, metres")
     camera_speed: float = Field(0.08, ge=0.0, le=1.0, description="max look-at drift, metres per frame")
     camera_turn: float = Field(4.0, ge=0.0, le=30.0, description="max azimuth change, degrees per frame")
+    elevation_range: tuple[float, float] = Field((6.0, 24.0), description="initial camera elevation, degrees")
+    wall_probability: float = Field(0.5, ge=0.0, le=1.0, description="chance of a wall behind the toys")
 
     @model_validator(mode="after")
     def _check(self) -> "Options":
@@ -57,6 +61,9 @@ class Options(common.BaseOptions):
         low, high = self.speed_range
         if not 0.0 <= low <= high <= 2.0:
             raise ValueError(f"speed_range must satisfy 0 <= low <= high <= 2, got {self.speed_range}")
+        low, high = self.elevation_range
+        if not 5.0 <= low <= high <= 80.0:
+            raise ValueError(f"elevation_range must satisfy 5 <= low <= high <= 80, got {self.elevation_range}")
         return self
 
 
@@ -94,10 +101,10 @@ def sample_content(options: Options, split: str, index: int) -> dict:
     camera = {
         "look_at": look0 + t[:, None] * drift,
         "azimuth_deg": rng.uniform(-40.0, 40.0) + t * rng.uniform(-options.camera_turn, options.camera_turn),
-        "elevation_deg": rng.uniform(20.0, 40.0) + t * rng.uniform(-1.5, 1.5),
+        "elevation_deg": np.clip(rng.uniform(*options.elevation_range) + t * rng.uniform(-1.5, 1.5), 3.0, 85.0),
         "distance": float(rng.uniform(3.2, 4.2)),
     }
-    return {"tracks": tracks, "camera": camera}
+    return {"tracks": tracks, "camera": camera, "wall": bool(rng.uniform() < options.wall_probability)}
 
 
 def _frame_objects(tracks: list[Track], frame: int, specular: float | None) -> list[SceneObject]:
@@ -143,7 +150,8 @@ def make_example(options: Options, split: str, index: int) -> dict[str, np.ndarr
             look_at += look.normal(0.0, 0.03, size=3)
         camera = Camera.orbit(float(cam["azimuth_deg"][t]), float(cam["elevation_deg"][t]), cam["distance"],
                               look_at=tuple(float(v) for v in look_at), fov_deg=FOV_DEG)
-        scene = layout.make_scene(_frame_objects(content["tracks"], t, specular), style, ground, wall, sky)
+        scene = layout.make_scene(_frame_objects(content["tracks"], t, specular), style, ground,
+                                  wall if content["wall"] else None, sky)
         result = render(scene, camera, light, height, width)
         stacks["image"].append(styling.finish(result.rgb, style, look))
         stacks["segmentation"].append(result.segmentation.astype(np.int32))
