@@ -3,6 +3,8 @@
 `train_and_evaluate` uses, in this order (Keras appends its History and progress bar last):
 
     NaNGuard            stop (and make the trainer raise TrainingDiverged) at a non-finite loss
+    SyncReplicaStatistics
+                        (several replicas) average BatchNorm moving statistics over the replicas
     Throughput          examples/s per epoch -> logs["examples_per_second"] (TensorBoard, progress bar)
     ExactBackupAndRestore
                         keras.callbacks.BackupAndRestore that resumes mid-epoch exactly
@@ -37,7 +39,7 @@ import numpy as np
 from garden.atomic import write_json
 
 __all__ = ["TrainingDiverged", "BackupState", "read_backup_state", "NaNGuard", "Throughput",
-           "ExactBackupAndRestore", "BestCheckpoint", "InputImages", "StepLogger", "resolve_mode",
+           "ExactBackupAndRestore", "SyncReplicaStatistics", "BestCheckpoint", "InputImages", "StepLogger", "resolve_mode",
            "BACKUP_WEIGHTS", "BACKUP_METADATA"]
 
 log = logging.getLogger(__name__)
@@ -203,9 +205,10 @@ class ExactBackupAndRestore(keras.callbacks.BackupAndRestore):
     """
 
     def __init__(self, backup_dir: str, *, steps_per_epoch: int, save_freq="epoch",
-                 state: BackupState | None = None, delete_checkpoint: bool = False):
+                 state: BackupState | None = None, delete_checkpoint: bool = False, before_save=None):
         super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=delete_checkpoint)
         self.steps_per_epoch = int(steps_per_epoch)
+        self.before_save = before_save
         self.state = state
         self._resume_epoch = state.epoch if state else None
         self._offset = 0
@@ -264,6 +267,8 @@ class ExactBackupAndRestore(keras.callbacks.BackupAndRestore):
             return
         import h5py
 
+        if self.before_save is not None:
+            self.before_save()
         os.makedirs(self.backup_dir, exist_ok=True)
         state = BackupState(epoch=epoch, step_in_epoch=step_in_epoch,
                             global_step=epoch * self.steps_per_epoch + step_in_epoch,
@@ -279,6 +284,27 @@ class ExactBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def _save_model(self):  # Keras' hook: always go through _save
         self._save(self._epoch, 0)
+
+
+class SyncReplicaStatistics(keras.callbacks.Callback):
+    """Average the replicas' own statistics (BatchNormalization moving mean/variance) before
+    validation and at the end of each epoch, so that evaluation, checkpoints and every worker
+    see the same values. Place it before the checkpoint callbacks."""
+
+    def __init__(self, strategy):
+        super().__init__()
+        self.strategy = strategy
+
+    def _sync(self):
+        from garden.distribute import sync_replica_variables
+
+        sync_replica_variables(self.model, self.strategy)
+
+    def on_test_begin(self, logs=None):
+        self._sync()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._sync()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -162,3 +162,35 @@ def distribute_datasets(strategy, dataset_fn: Callable[[tf.distribute.InputConte
 
 def _is_real_strategy(strategy) -> bool:
     return type(strategy).__name__ not in ("_DefaultDistributionStrategy", "_DefaultDistributionStrategyV1")
+
+
+def replica_local_variables(model) -> list:
+    """Non-trainable float weights that each replica updates on its own (Keras 3 BatchNormalization
+    moving statistics: aggregation "none", so every replica keeps the statistics of its own batches)."""
+    return [w for w in model.non_trainable_weights
+            if getattr(w, "aggregation", None) == "none" and "float" in str(w.dtype)]
+
+
+def sync_replica_variables(model, strategy) -> None:
+    """Average `replica_local_variables(model)` over all replicas (and workers), in place.
+
+    Call it from the cross-replica context (callbacks) at the same points on every worker. Without
+    it the checkpoint holds the first replica's statistics and multi-worker checkpoints differ
+    between workers (Keras 2 averaged such variables on read; Keras 3 does not).
+    """
+    if strategy.num_replicas_in_sync <= 1:
+        return
+    variables = replica_local_variables(model)
+    if not variables:
+        return
+    fn = getattr(model, "_garden_sync_replica_variables", None)
+    if fn is None:
+        def replica_fn():
+            context = tf.distribute.get_replica_context()
+            means = context.all_reduce(tf.distribute.ReduceOp.MEAN, [tf.identity(v.value) for v in variables])
+            for variable, mean in zip(variables, means):
+                variable.assign(mean)
+
+        fn = tf.function(lambda: strategy.run(replica_fn))
+        model._garden_sync_replica_variables = fn
+    fn()

@@ -416,10 +416,13 @@ def train_and_evaluate(config, workdir, *, export: bool | None = None,
             monitor = monitor[4:]
         nan_guard = cb.NaNGuard() if tcfg.nan_guard else None
         throughput = cb.Throughput(global_batch)
-        backup = cb.ExactBackupAndRestore(backup_dir, steps_per_epoch=steps_per_epoch,
-                                          save_freq=ckpt_cfg.backup_every, state=state)
+        several = replicas > 1
+        backup = cb.ExactBackupAndRestore(
+            backup_dir, steps_per_epoch=steps_per_epoch, save_freq=ckpt_cfg.backup_every, state=state,
+            before_save=(lambda: distribute.sync_replica_variables(task, strategy)) if several else None)
         best = cb.BestCheckpoint(os.path.join(outdir, BEST_CHECKPOINT), monitor=monitor, mode=ckpt_cfg.mode)
-        garden_callbacks: list = [c for c in (nan_guard, throughput, backup, best) if c is not None]
+        sync = cb.SyncReplicaStatistics(strategy) if several else None
+        garden_callbacks: list = [c for c in (nan_guard, sync, throughput, backup, best) if c is not None]
         if tb_cfg.enabled:
             if tb_cfg.image_summaries and state is None:
                 images = task.summary_images(sample_features, sample_labels, max_images=tb_cfg.image_summaries)
@@ -455,7 +458,7 @@ def train_and_evaluate(config, workdir, *, export: bool | None = None,
                                                  verbose=_verbose(chief)))
 
         epochs_logs = {k: v[-1] for k, v in (history.history or {}).items() if v}
-        previous = _read_json(os.path.join(workdir, METRICS_FILE))
+        previous = _read_json(os.path.join(workdir, METRICS_FILE)) if chief else {}
         metrics = {
             **previous,
             "experiment": getattr(config, "experiment", None),

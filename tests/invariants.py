@@ -13,6 +13,8 @@ outputs, the counts, the loss) so a test can go on from it.
     inv.check_keras_save_load(model, x, tmp_path)
     inv.check_mixed_precision(lambda **kw: resnet20(width_multiplier=0.25, **kw), x)
     inv.check_param_count(resnet20(), 271_098, (32, 32, 3), trainable=269_722)
+    # or all of 1, 2, 4, 5, 8 at once:
+    inv.check_model_invariants(lambda **kw: resnet20(width_multiplier=0.25, **kw), (32, 32, 3), tmp_path)
 
 Invariants (anchors sec. 6) and where they are:
   1. config round trip, JSON-serialisable .......... check_config_round_trip
@@ -116,9 +118,9 @@ def _is_float(t) -> bool:
 
 
 def check_config_round_trip(obj):
-    """get_config() is JSON-serialisable; from_config(get_config()) has the same config;
-    `keras.saving` (de)serialisation through JSON gives the same class and config (so the
-    class is registered with `@keras.saving.register_keras_serializable`). Returns the
+    """get_config() is JSON-serialisable; `from_config` of its JSON gives the same class and
+    config; `keras.saving` (de)serialisation through JSON finds the class (it is registered
+    with `@keras.saving.register_keras_serializable`, as `.keras` loading needs). Returns the
     object revived by `from_config`."""
     config = obj.get_config()
     try:
@@ -132,12 +134,13 @@ def check_config_round_trip(obj):
         f"{json.dumps(revived.get_config(), sort_keys=True)}\n!=\n{text}"
     )
     serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(obj)))
-    restored = keras.saving.deserialize_keras_object(serialized)
-    assert type(restored) is type(obj), (
-        f"deserialize_keras_object gave {type(restored)}; is {type(obj).__name__} registered "
-        "with keras.saving.register_keras_serializable?"
+    assert json.dumps(serialized["config"], sort_keys=True) == text
+    # What deserialize_keras_object does first (without building a second object).
+    found = keras.saving.get_registered_object(serialized.get("registered_name"))
+    assert found is type(obj), (
+        f"{serialized.get('registered_name')!r} resolves to {found}, not {type(obj)}: register "
+        f"{type(obj).__name__} with keras.saving.register_keras_serializable"
     )
-    assert json.dumps(restored.get_config(), sort_keys=True) == text
     return revived
 
 
@@ -366,13 +369,13 @@ def check_mixed_precision(model_factory, x, *, policy="mixed_float16", via="glob
 # Backbones (garden.nn.layers.Backbone): the uniform API
 
 
-def check_backbone_api(model, x, *, exact_strides=True, atol=1e-5):
+def check_backbone_api(model, x, *, exact_strides=True, variants=True, atol=1e-5):
     """For a `Backbone` on inputs x [B, H, W, C]:
     - `features(x)` keys, channels and (with `exact_strides`) spatial sizes ceil(H / stride)
       follow `feature_info`; its last entry equals `forward_features(x)`;
-    - with `include_top`, `forward_head(features, pre_logits=True)` is [B, num_features];
-    - the same config with `num_classes=0` returns [B, num_features], and with
-      `include_top=False` returns the final feature map.
+    - with `include_top` and `num_classes`, `model(x)` is [B, num_classes];
+    - with `variants`: the same config with `num_classes=0` returns [B, num_features], and
+      with `include_top=False` returns the final feature map (two more models are built).
     Returns the features dict."""
     feats = model.features(x, training=False)
     info = model.feature_info
@@ -386,6 +389,11 @@ def check_backbone_api(model, x, *, exact_strides=True, atol=1e-5):
             assert tuple(f.shape[1:3]) == expected, f"{i['key']}: {f.shape} vs stride {i['stride']}"
     final = model.forward_features(x, training=False)
     assert_trees_close(final, feats[info[-1]["key"]], atol=atol, rtol=atol, what="final features")
+    if model.include_top and model.num_classes:
+        out = model(x, training=False)
+        assert tuple(out.shape) == (x.shape[0], model.num_classes)
+    if not variants:
+        return feats
     config = model.get_config()
     headless = type(model).from_config({**config, "num_classes": 0, "include_top": True})
     pooled = headless(x, training=False)
@@ -395,10 +403,41 @@ def check_backbone_api(model, x, *, exact_strides=True, atol=1e-5):
     topless = type(model).from_config({**config, "include_top": False})
     fmap = topless(x, training=False)
     assert tuple(fmap.shape) == tuple(final.shape), f"include_top=False {fmap.shape} vs {final.shape}"
-    if model.include_top and model.num_classes:
-        out = model(x, training=False)
-        assert tuple(out.shape) == (x.shape[0], model.num_classes)
     return feats
+
+
+# --------------------------------------------------------------------------------------------
+# All of the above at once
+
+
+def check_model_invariants(
+    model_factory,
+    input_shape,
+    tmp_path,
+    *,
+    y=None,
+    batch_size=2,
+    mixed_precision=True,
+    graph=True,
+    backbone_kwargs=None,
+):
+    """Invariants 1, 2, 4, 5, 8 (and the graph-mode call) for `model_factory(**kw)` on random
+    inputs of `input_shape` (no batch dimension). `y`: targets for `default_loss` (default:
+    class ids 0..batch-1, for a classifier). `backbone_kwargs`: arguments of
+    `check_backbone_api` (None: run it when the model has `features`). Returns the model."""
+    model = model_factory()
+    x = random_inputs(input_shape, batch_size)
+    check_symbolic_matches_eager(model, input_shape, inputs=x)
+    check_config_round_trip(model)
+    if graph:
+        check_graph_matches_eager(model, x)
+    if hasattr(model, "features") and hasattr(model, "feature_info"):
+        check_backbone_api(model, x, **(backbone_kwargs or {}))
+    check_train_step(model, x, np.arange(batch_size) if y is None else y)
+    check_keras_save_load(model, x, tmp_path)
+    if mixed_precision:
+        check_mixed_precision(model_factory, x, via="argument")
+    return model
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ operations move all spatial keys together:
 |---|---|---|---|
 | `image` | bilinear | 0 (black) | mirrored |
 | `mask`, `segmentation`, `instance_map`, `depth` | nearest neighbour | 0 ("nothing hit": sky, stuff, no depth) | mirrored |
-| `normals` | bilinear, renormalised to unit length (zero stays zero) | 0 | mirrored, x component negated |
+| `normals` | nearest neighbour (`resize`: bilinear, renormalised; zero stays zero) | 0 | mirrored, x component negated |
 | `boxes` (normalised `ymin, xmin, ymax, xmax`) | exact (scaled, shifted, clipped to [0, 1]) | – | `(xmin, xmax) -> (1 - xmax, 1 - xmin)` |
 
 Boxes that leave the picture are clipped to zero area; `garden.data.pipeline.pad_boxes` drops
@@ -19,9 +19,9 @@ by scale jitter.
 
 How the random geometry runs: every random geometric step (scale jitter, padded crop, random
 crop, flip) is an affine map of pixel coordinates per axis; the steps are composed per example
-and the result is sampled once with `tf.image.crop_and_resize` (one bilinear call for image and
-normals, one nearest-neighbour call for the label maps, for the whole batch), so adding steps
-costs no extra passes over the pixels and the image is interpolated only once.
+and the result is sampled once with `tf.image.crop_and_resize` (one call per key for the whole
+batch), so adding steps costs no extra passes over the pixels and the image is interpolated
+only once.
 
 Randomness is stateless: random functions take a `seed` of shape `[2]` (as `tf.random.stateless_*`)
 and draw each parameter once per example, so all frames of a video get the same crop, flip,
@@ -241,6 +241,7 @@ class _Grid:
     s_x: tf.Tensor
     h: Any
     w: Any
+    may_flip: bool = False
 
     @classmethod
     def identity(cls, batch, h, w) -> "_Grid":
@@ -253,18 +254,18 @@ class _Grid:
         ay = (oy + 0.5) / factor - 0.5
         ax = (ox + 0.5) / factor - 0.5
         return _Grid(self.a_y + self.s_y * ay, self.s_y / factor, self.a_x + self.s_x * ax,
-                     self.s_x / factor, self.h, self.w)
+                     self.s_x / factor, self.h, self.w, self.may_flip)
 
     def then_shift(self, oy, ox, h, w) -> "_Grid":
         """The `h x w` window at offset (oy, ox) of the current picture."""
         oy, ox = tf.cast(oy, tf.float32), tf.cast(ox, tf.float32)
-        return _Grid(self.a_y + self.s_y * oy, self.s_y, self.a_x + self.s_x * ox, self.s_x, h, w)
+        return _Grid(self.a_y + self.s_y * oy, self.s_y, self.a_x + self.s_x * ox, self.s_x, h, w, self.may_flip)
 
     def then_flip(self, flip) -> "_Grid":
         """Mirror left-right where `flip` (bool `[B]`)."""
         last = tf.cast(self.w, tf.float32) - 1.0
         return _Grid(self.a_y, self.s_y, tf.where(flip, self.a_x + self.s_x * last, self.a_x),
-                     tf.where(flip, -self.s_x, self.s_x), self.h, self.w)
+                     tf.where(flip, -self.s_x, self.s_x), self.h, self.w, True)
 
 
 def _sample(frames: Example, grid: _Grid, layout: _Layout) -> Example:
@@ -284,35 +285,26 @@ def _sample(frames: Example, grid: _Grid, layout: _Layout) -> Example:
     size = tf.stack([tf.cast(out_h, tf.int32), tf.cast(out_w, tf.int32)])
     static_h, static_w = _static(out_h), _static(out_w)
 
-    def sample(tensors, method):
-        """One crop_and_resize over the channel-concatenated tensors (float32), split back.
-
-        The cost is per output pixel far more than per channel, so the keys share calls;
-        integer ids are exact in float32 below 2**24."""
-        if not tensors:
-            return []
-        stacked = tf.concat([tf.cast(t, tf.float32) for t in tensors], axis=-1)
-        r = tf.image.crop_and_resize(stacked, boxes, index, size, method=method, extrapolation_value=0.0)
-        r.set_shape([stacked.shape[0], static_h, static_w, stacked.shape[-1]])
-        return tf.split(r, [t.shape[-1] for t in tensors], axis=-1)
+    def sample(t, method):
+        # One call per key: concatenating channels first costs more (a strided copy) than it saves.
+        r = tf.image.crop_and_resize(t, boxes, index, size, method=method, extrapolation_value=0.0)
+        r.set_shape([t.shape[0], static_h, static_w, t.shape[-1]])
+        return r
 
     out = dict(frames)
-    bilinear = [k for k in ("image", NORMALS_KEY) if k in out]
-    nearest = [k for k in NEAREST_KEYS if k in out]
-    near_in = [out[k] for k in nearest]
+    out["image"] = _cast_like(sample(image, "bilinear"), image.dtype)
+    for key in NEAREST_KEYS:
+        if key in out:
+            # Nearest-neighbour values are exact in float32 (integer ids below 2**24).
+            out[key] = tf.cast(sample(out[key], "nearest"), out[key].dtype)
     if NORMALS_KEY in out:
-        near_in.append(tf.reduce_any(tf.not_equal(out[NORMALS_KEY], 0), axis=-1, keepdims=True))
-    bil_out = dict(zip(bilinear, sample([out[k] for k in bilinear], "bilinear")))
-    near_out = sample(near_in, "nearest")
-    for key, r in zip(nearest, near_out):
-        dtype = out[key].dtype
-        out[key] = tf.cast(tf.round(r), dtype) if dtype.is_integer else tf.cast(r, dtype)
-    out["image"] = _cast_like(bil_out["image"], image.dtype)
-    if NORMALS_KEY in out:
-        normals = tf.math.l2_normalize(bil_out[NORMALS_KEY], axis=-1) * near_out[-1]
-        # The x component follows the direction of the x axis (negative step: mirrored).
-        normals = normals * tf.stack([tf.sign(s_x), tf.ones_like(s_x), tf.ones_like(s_x)], -1)[:, None, None, :]
-        out[NORMALS_KEY] = tf.cast(normals, out[NORMALS_KEY].dtype)
+        # Nearest neighbour too: unit vectors stay unit, "no surface" stays 0, and each normal
+        # stays with its depth (same surface point), at a fraction of bilinear + renormalising.
+        normals = out[NORMALS_KEY]
+        r = sample(normals, "nearest")
+        if grid.may_flip:  # the x component follows the x axis (negative step: mirrored)
+            r = r * tf.stack([tf.sign(s_x), tf.ones_like(s_x), tf.ones_like(s_x)], -1)[:, None, None, :]
+        out[NORMALS_KEY] = tf.cast(r, normals.dtype)
     if BOX_KEY in out:
         # A normalised edge b lies at index b * size - 0.5; output index (p - a) / s; back to
         # normalised (j + 0.5) / out_size. A negative step swaps min and max.

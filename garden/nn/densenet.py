@@ -170,14 +170,9 @@ class DenseNet(Backbone):
         )
         if stem == "imagenet":
             self.stem = ConvBN(channels, 7, strides=2, dtype=policy, name="stem")
-            # Zero padding equals -inf padding here: the input of the pool is post-ReLU.
-            self.stem_pool = keras.Sequential(
-                [
-                    keras.layers.ZeroPadding2D(1, dtype=policy),
-                    keras.layers.MaxPooling2D(3, strides=2, dtype=policy),
-                ],
-                name="stem_pool",
-            )
+            # Applied after a 1-pixel zero padding, which equals -inf padding here: the pool's
+            # input is post-ReLU (keras.applications and torchvision pool the same way).
+            self.stem_pool = keras.layers.MaxPooling2D(3, strides=2, dtype=policy, name="stem_pool")
             self._feature_info.append({"key": "C1", "channels": channels, "stride": 2})
             stride = 4
         else:
@@ -220,7 +215,7 @@ class DenseNet(Backbone):
         x = self.stem(inputs, training=training)
         if self.stem_pool is not None:
             out[next(info)["key"]] = x
-            x = self.stem_pool(x)
+            x = self.stem_pool(keras.ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]))
         start = 0
         for stage, end in enumerate(self._stage_ends):
             if stage > 0:

@@ -372,14 +372,9 @@ class ResNet(Backbone):
         # Stem.
         if stem == "imagenet":
             self.stem = ConvBN(stem_channels, 7, strides=2, dtype=policy, name="stem")
-            # Zero padding equals -inf padding here: the input of the pool is post-ReLU.
-            self.stem_pool = keras.Sequential(
-                [
-                    keras.layers.ZeroPadding2D(1, dtype=policy),
-                    keras.layers.MaxPooling2D(3, strides=2, dtype=policy),
-                ],
-                name="stem_pool",
-            )
+            # Applied after a 1-pixel zero padding, which equals -inf padding here: the pool's
+            # input is post-ReLU (keras.applications and torchvision pool the same way).
+            self.stem_pool = keras.layers.MaxPooling2D(3, strides=2, dtype=policy, name="stem_pool")
             stride = 4
             self._feature_info.append({"key": "C1", "channels": stem_channels, "stride": 2})
         elif preact:
@@ -449,7 +444,9 @@ class ResNet(Backbone):
 
     def forward_stem(self, inputs, training=False):
         x = self.stem(inputs, training=training)
-        return x if self.stem_pool is None else self.stem_pool(x)
+        if self.stem_pool is None:
+            return x
+        return self.stem_pool(keras.ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]))
 
     def features(self, inputs, training=False, block_fn=None):
         """Ordered dict of feature maps (see the class docstring); `block_fn` as in
@@ -459,7 +456,7 @@ class ResNet(Backbone):
         info = iter(self._feature_info)
         if self.stem_pool is not None:
             out[next(info)["key"]] = x
-            x = self.stem_pool(x)
+            x = self.stem_pool(keras.ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]))
         start = 0
         for end in self._stage_ends:
             for index in range(start, end):

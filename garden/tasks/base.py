@@ -35,6 +35,11 @@ from keras import ops
 __all__ = ["Task", "info_dict"]
 
 
+def _multi_worker(strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
+        strategy.extended._in_multi_worker_mode()
+
+
 def info_dict(data_info: Any) -> dict:
     """A JSON-able dict of what a task may need from a `SourceInfo` (or a dict, or None)."""
     if data_info is None:
@@ -89,6 +94,24 @@ class Task(keras.Model):
         if unbuilt:
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
         return None
+
+    def _make_function(self, step_function):
+        """Work around Keras 3 `fit`/`evaluate` under MultiWorkerMirroredStrategy.
+
+        Keras reduces the step's logs with `strategy.reduce("MEAN", value, axis=0)` there, which
+        fails on scalars ("Invalid reduction dimension 0 for input with 0 dimensions",
+        tensorflow/tensorflow#72388). Scalars leave the step as shape [1]; the reduction then
+        averages them over the workers back to scalars.
+        """
+        if _multi_worker(self.distribute_strategy):
+            inner = step_function
+
+            def step_function(data):
+                logs = inner(data)
+                return tf.nest.map_structure(
+                    lambda v: tf.reshape(v, [1]) if isinstance(v, tf.Tensor) and v.shape.rank == 0 else v, logs)
+
+        return super()._make_function(step_function)
 
     # -- preprocessing ----------------------------------------------------------------------
 

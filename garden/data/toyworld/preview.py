@@ -82,8 +82,10 @@ def colour_depth(depth: np.ndarray) -> np.ndarray:
     valid = depth > 0
     out = np.zeros(depth.shape + (3,), np.float32)
     if valid.any():
-        lo, hi = float(depth[valid].min()), float(depth[valid].max())
-        t = (depth - lo) / max(hi - lo, 1e-6)
+        # Log depth between robust bounds, so a far horizon does not flatten the near scene.
+        log = np.log(np.where(valid, depth, 1.0))
+        lo, hi = np.percentile(log[valid], [1.0, 99.0])
+        t = (log - lo) / max(hi - lo, 1e-6)
         rgb = colormaps["magma"](0.15 + 0.85 * (1.0 - np.clip(t, 0, 1)))[..., :3]
         out[valid] = rgb[valid]
     return out

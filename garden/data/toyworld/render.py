@@ -279,7 +279,8 @@ def _normalisation(kind: str, size) -> tuple[tuple[float, float, float], float, 
     """(scale, param, box_lo, box_hi) of a primitive.
 
     `scale` maps normalised units to local metres per axis; [box_lo, box_hi] is the bounding box
-    of the unit shape in the normalised frame (for the screen window and the culling spheres).
+    of the unit shape in the normalised frame (for the screen window and the shadow cull). A
+    capsule's radius is size[0] (scene.py gives it twice).
     """
     sx, sy, sz = (float(v) for v in size)
     if not min(sx, sy, sz) > 0.0:

@@ -40,6 +40,7 @@ class FakeVariant:
     def __init__(self):
         self.calls = 0
         self.fail_at = None  # index at which example() raises (simulates a crash)
+        self.hook = None  # called once, from inside the next example() call
 
     def split_sizes(self, options):
         return {"train": options.train_size, "validation": options.validation_size,
@@ -47,6 +48,9 @@ class FakeVariant:
 
     def example(self, options, split, index):
         self.calls += 1
+        if self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
         if self.fail_at is not None and index == self.fail_at:
             raise RuntimeError("boom half-way")
         s = options.image_size
@@ -257,6 +261,17 @@ def test_missing_shard_is_regenerated(fake, tmp_path):
     variant.calls = 0
     assert len(_as_list(builder.load_split("objects", {}, "validation", d))) == 2
     assert variant.calls == 10
+
+
+def test_concurrent_generation_of_the_same_cache(fake, tmp_path):
+    """Another process finishing the same cache first: its copy is used, nothing breaks."""
+    variant, _ = fake
+    d = str(tmp_path)
+    # While this load renders its first example, "another process" builds the whole cache.
+    variant.hook = lambda: builder.prepare("objects", {}, d)
+    examples = _as_list(builder.load_split("objects", {}, "train", d))
+    assert [int(e["index"]) for e in examples] == list(range(6))
+    assert not _leftovers(d)
 
 
 # ----------------------------------------------------------------------------------------

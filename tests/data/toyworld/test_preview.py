@@ -131,3 +131,21 @@ def test_module_entry_point(tmp_path):
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("error: unknown toyworld variant 'x'")
+
+
+def test_data_guide_lists_every_option_and_preview():
+    from garden.data.toyworld import builder
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    with open(os.path.join(root, "docs", "data.md"), encoding="utf-8") as f:
+        guide = f.read()
+    variants, _ = builder.catalogue()
+    for name, spec in variants.items():
+        section = guide.split(f"#### `{name}` options", 1)
+        assert len(section) == 2, f"docs/data.md lacks the options table of {name}"
+        table = section[1].split("####", 1)[0].split("\n\n", 2)[1]
+        for key in spec.Options.model_fields:
+            assert f"| `{key}` |" in table, (
+                f"docs/data.md: option {name}.{key} missing; regenerate the tables with "
+                "`python -m garden.data.toyworld list --markdown`")
+        assert os.path.isfile(os.path.join(root, "docs", "images", f"toyworld_{name}.png"))
