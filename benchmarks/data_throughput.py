@@ -34,7 +34,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from garden.data import augment, pipeline  # noqa: E402
@@ -60,8 +59,10 @@ def make_config(setup: str, num_examples: int, batch_size: int, data_dir: str | 
                       batch_size=batch_size, image_size=s["image_size"], augment=s["augment"])
 
 
-def pipeline_rate(ds: tf.data.Dataset, warmup: int, batches: int) -> tuple[float, list]:
-    """Examples/s over `batches` batches after `warmup` batches; also returns a few batches."""
+def pipeline_rate(ds: tf.data.Dataset, warmup: int, batches: int) -> tuple[float, float, list]:
+    """Examples/s and CPU ms per example (all threads of this process) over `batches` batches
+    after `warmup` batches; also returns a few batches. The CPU cost is the steadier number on
+    a shared machine: cores / cost estimates the rate on a machine of that many free cores."""
     it = iter(ds.repeat())
     kept = []
     for _ in range(warmup):
@@ -69,11 +70,12 @@ def pipeline_rate(ds: tf.data.Dataset, warmup: int, batches: int) -> tuple[float
         if len(kept) < 4:
             kept.append(batch)
     count = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(batches):
         features, _ = next(it)
         count += int(features["image"].shape[0])
-    return count / (time.perf_counter() - start), kept
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return count / wall, 1e3 * cpu / count, kept
 
 
 def build_model(image_shape, num_classes: int) -> keras.Model:
@@ -145,7 +147,7 @@ def run_setup(setup: str, args) -> dict:
     source_seconds = time.perf_counter() - t0
     ds = pipeline.build_from_examples(examples, config, training=True, seed=0)
     warmup = math.ceil(num / batch_size) + 2  # one full epoch fills the cache
-    rate, kept = pipeline_rate(ds, warmup, args.batches)
+    rate, cpu_ms, kept = pipeline_rate(ds, warmup, args.batches)
     if setup == "objects":
         num_classes = source_info(config).num_classes or 1 + max(int(tf.reduce_max(b[1]["label"])) for b in kept)
         target = lambda labels: labels["label"]  # noqa: E731
@@ -163,6 +165,7 @@ def run_setup(setup: str, args) -> dict:
         "augment": config.augment.model_dump(exclude_defaults=True),
         "label_keys": sorted(spec[1]),
         "pipeline_examples_per_s": round(rate, 1),
+        "pipeline_cpu_ms_per_example": round(cpu_ms, 3),
         "train_model": model_name,
         "train_examples_per_s": round(train, 1),
         "ratio": round(rate / train, 2),
@@ -170,12 +173,13 @@ def run_setup(setup: str, args) -> dict:
 
 
 def markdown(results: dict) -> str:
-    lines = ["| setup | image | batch | pipeline ex/s | ResNet-20 train ex/s | ratio (goal >= 3) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| setup | image | batch | pipeline ex/s | pipeline CPU ms/ex | ResNet-20 train ex/s | ratio (goal >= 3) |",
+             "|---|---|---|---|---|---|---|"]
     for setup, r in results["setups"].items():
         h, w = r["image_size"]
         lines.append(f"| {setup} ({r['source']}) | {h}x{w} | {r['batch_size']} | "
-                     f"{r['pipeline_examples_per_s']:.0f} | {r['train_examples_per_s']:.0f} | {r['ratio']:.1f}x |")
+                     f"{r['pipeline_examples_per_s']:.0f} | {r['pipeline_cpu_ms_per_example']:.2f} | "
+                     f"{r['train_examples_per_s']:.0f} | {r['ratio']:.1f}x |")
     return "\n".join(lines)
 
 
@@ -195,6 +199,7 @@ def main(argv=None) -> int:
     results = {
         "command": "python benchmarks/data_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "devices": devices,
+                    "load_average": [round(x, 2) for x in os.getloadavg()],
                     "tensorflow": tf.__version__, "keras": keras.__version__},
         "setups": {},
     }

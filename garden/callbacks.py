@@ -9,7 +9,8 @@
     ExactBackupAndRestore
                         keras.callbacks.BackupAndRestore that resumes mid-epoch exactly
     BestCheckpoint      <workdir>/checkpoints/best.weights.h5 by the monitored metric (+ best.json)
-    InputImages         a few input images into tensorboard/train at the start
+    TaskImages          a few input images into tensorboard/train at the start (and, for dense
+                        tasks, prediction images after every epoch)
     keras.callbacks.TensorBoard
                         tensorboard/train and tensorboard/validation scalars (+ learning rate)
     StepLogger          a text line every N steps (trainer.log_every > 0)
@@ -29,6 +30,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -37,9 +39,11 @@ import keras
 import numpy as np
 
 from garden.atomic import write_json
+# TrainingDiverged lives with the user-facing errors so the CLI catches it without importing TF.
+from garden.errors import TrainingDiverged
 
 __all__ = ["TrainingDiverged", "BackupState", "read_backup_state", "NaNGuard", "Throughput",
-           "ExactBackupAndRestore", "SyncReplicaStatistics", "BestCheckpoint", "InputImages", "StepLogger", "resolve_mode",
+           "ExactBackupAndRestore", "SyncReplicaStatistics", "BestCheckpoint", "TaskImages", "StepLogger", "resolve_mode",
            "BACKUP_WEIGHTS", "BACKUP_METADATA"]
 
 log = logging.getLogger(__name__)
@@ -47,10 +51,6 @@ log = logging.getLogger(__name__)
 BACKUP_WEIGHTS = "latest.weights.h5"
 BACKUP_METADATA = "training_metadata.json"
 _ATTR_PREFIX = "garden_"
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; training was stopped."""
 
 
 def _diverged(model) -> str | None:
@@ -311,16 +311,21 @@ class SyncReplicaStatistics(keras.callbacks.Callback):
 # best checkpoint
 # ----------------------------------------------------------------------------------------------
 
-_HIGHER_IS_BETTER = ("acc", "iou", "auc", "precision", "recall", "f1", "ap", "pq", "psnr", "ssim", "top")
+_HIGHER_SUBSTRINGS = ("acc", "iou", "auc", "precision", "recall", "f1", "psnr", "ssim")
+_HIGHER_TOKENS = re.compile(r"(ap|map|pq|vpq|dvpq|stq|top)\d*")
+_LOWER_TOKENS = ("loss", "error", "err", "mae", "mse", "rmse", "angle", "entropy")
 
 
 def resolve_mode(monitor: str, mode: str = "auto") -> str:
-    """'min' or 'max' for `monitor`; 'auto' is 'max' for accuracy-like names, else 'min'."""
+    """'min' or 'max' for `monitor`; 'auto' is 'max' for accuracy-like names (accuracy, IoU, AP,
+    PQ, top-k ...), else 'min' (losses, errors)."""
     if mode in ("min", "max"):
         return mode
     name = monitor[4:] if monitor.startswith("val_") else monitor
-    tokens = name.lower().replace("-", "_").split("_")
-    if any(t.startswith(h) for t in tokens for h in _HIGHER_IS_BETTER) and "loss" not in tokens:
+    tokens = [t for t in re.split(r"[^a-z0-9]+", name.lower()) if t]
+    if any(t in _LOWER_TOKENS for t in tokens):
+        return "min"
+    if any(sub in t for t in tokens for sub in _HIGHER_SUBSTRINGS) or any(_HIGHER_TOKENS.fullmatch(t) for t in tokens):
         return "max"
     return "min"
 
@@ -396,24 +401,41 @@ class BestCheckpoint(keras.callbacks.Callback):
 # ----------------------------------------------------------------------------------------------
 
 
-class InputImages(keras.callbacks.Callback):
-    """Write a few input images (and whatever else the task's `summary_images` gives) at the start."""
+class TaskImages(keras.callbacks.Callback):
+    """Images into TensorBoard (train dir): the task's `summary_images` of a sample batch at the
+    start (inputs), and its `prediction_images` of the same batch after every epoch (dense tasks;
+    the base Task returns none)."""
 
-    def __init__(self, log_dir: str, images: dict[str, np.ndarray]):
+    def __init__(self, log_dir: str, task, features, labels, max_images: int = 3, at_start: bool = True):
         super().__init__()
         self.log_dir = log_dir
-        self.images = images
+        self.task = task
+        self.features, self.labels = features, labels
+        self.max_images = int(max_images)
+        self.at_start = at_start
 
-    def on_train_begin(self, logs=None):
+    def _write(self, images: dict, step: int) -> None:
+        if not images:
+            return
         import tensorflow as tf
 
-        step = max(_global_step(self.model), 0)
         writer = tf.summary.create_file_writer(self.log_dir)
         with writer.as_default():
-            for tag, value in self.images.items():
-                tf.summary.image(tag, np.asarray(value, np.float32), step=step, max_outputs=len(value))
+            for tag, value in images.items():
+                value = np.asarray(value, np.float32)
+                tf.summary.image(tag, value, step=step, max_outputs=len(value))
         writer.flush()
         writer.close()
+
+    def on_train_begin(self, logs=None):
+        if self.at_start:
+            self._write(self.task.summary_images(self.features, self.labels, max_images=self.max_images),
+                        max(_global_step(self.model), 0))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if _diverged(self.model):
+            return
+        self._write(self.task.prediction_images(self.features, self.labels, max_images=self.max_images), epoch + 1)
 
 
 class StepLogger(keras.callbacks.Callback):

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from garden.config import (ExperimentConfig, config_diff, dump_config, load_config, load_yaml, to_yaml,
                            validate_config)
-from garden.errors import ConfigError, GardenError
+from garden.errors import ConfigError, GardenError, TrainingDiverged
 
 MODES = ("train_and_export", "train", "eval", "export")
 TRAIN_MODES = ("train_and_export", "train")
@@ -368,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     except GardenError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except TrainingDiverged as e:  # not bad input: the run itself failed; backups stay usable
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

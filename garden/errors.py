@@ -11,6 +11,10 @@ class ConfigError(GardenError):
     """A configuration value is unknown, of the wrong type, or out of range."""
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; training was stopped (the CLI exits with code 1)."""
+
+
 def did_you_mean(value: str, choices) -> str:
     """' (did you mean X?)' when a choice is close to `value`, else ''."""
     close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)

@@ -37,7 +37,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import keras
 import numpy as np
@@ -199,6 +198,8 @@ def _train_stream_fn(config, global_batch: int, skip_steps: int):
     def dataset_fn(input_context):
         examples = _load_source(data_config, data_config.train_split)
 
+        # Plain Python that builds a dataset: autograph would transpile the whole pipeline (seconds).
+        @tf.autograph.experimental.do_not_convert
         def endless(_):
             ds = _build_from_examples(examples, data_config, training=True, batch_size=global_batch,
                                       input_context=input_context, seed=seed)
@@ -424,9 +425,9 @@ def train_and_evaluate(config, workdir, *, export: bool | None = None,
         sync = cb.SyncReplicaStatistics(strategy) if several else None
         garden_callbacks: list = [c for c in (nan_guard, sync, throughput, backup, best) if c is not None]
         if tb_cfg.enabled:
-            if tb_cfg.image_summaries and state is None:
-                images = task.summary_images(sample_features, sample_labels, max_images=tb_cfg.image_summaries)
-                garden_callbacks.append(cb.InputImages(os.path.join(tb_dir, "train"), images))
+            if tb_cfg.image_summaries:
+                garden_callbacks.append(cb.TaskImages(os.path.join(tb_dir, "train"), task, sample_features,
+                                                      sample_labels, tb_cfg.image_summaries, at_start=state is None))
             garden_callbacks.append(keras.callbacks.TensorBoard(
                 log_dir=tb_dir, update_freq=tb_cfg.update_freq, write_graph=False))
         if tcfg.log_every and chief:
@@ -442,6 +443,7 @@ def train_and_evaluate(config, workdir, *, export: bool | None = None,
             validation_freq=int(tcfg.validation_freq), callbacks=garden_callbacks, verbose=_verbose(chief),
             shuffle=False)
         train_seconds = time.perf_counter() - started
+        global_step = int(np.asarray(_iterations(task)))
         if nan_guard is not None and nan_guard.message:
             raise TrainingDiverged(nan_guard.message)
 
@@ -468,7 +470,7 @@ def train_and_evaluate(config, workdir, *, export: bool | None = None,
             "best_checkpoint": _read_json(os.path.join(outdir, "checkpoints", "best.json")) or None,
             "epochs": int(tcfg.epochs),
             "steps_per_epoch": steps_per_epoch,
-            "global_step": int(np.asarray(_iterations(task))),
+            "global_step": global_step,
             "strategy": tcfg.strategy,
             "num_replicas": replicas,
             "global_batch_size": global_batch,

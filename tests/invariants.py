@@ -14,7 +14,8 @@ outputs, the counts, the loss) so a test can go on from it.
     inv.check_mixed_precision(lambda **kw: resnet20(width_multiplier=0.25, **kw), x)
     inv.check_param_count(resnet20(), 271_098, (32, 32, 3), trainable=269_722)
     # or all of 1, 2, 4, 5, 8 at once:
-    inv.check_model_invariants(lambda **kw: resnet20(width_multiplier=0.25, **kw), (32, 32, 3), tmp_path)
+    tiny = lambda **kw: resnet20(width_multiplier=0.25, **kw)
+    inv.check_model_invariants(tiny, (32, 32, 3), tmp_path)
 
 Invariants (anchors sec. 6) and where they are:
   1. config round trip, JSON-serialisable .......... check_config_round_trip
@@ -28,7 +29,7 @@ Invariants (anchors sec. 6) and where they are:
   6. SavedModel outputs equal model(x) ............. EXPORT CHECKS section at the end
   7. ONNX (onnxruntime) outputs match .............. EXPORT CHECKS section at the end
   8. mixed-precision dtypes hold ................... check_mixed_precision
-  Backbones (garden.nn.layers.Backbone) also get check_backbone_api.
+  Backbones (garden.nn.layers.Backbone) also get check_backbone_api / check_feature_info.
 """
 
 from __future__ import annotations
@@ -174,9 +175,9 @@ def check_symbolic_matches_eager(
             if sd is None and input_has_unknown:
                 continue
             assert sd == ed, f"output {name}: symbolic shape {s.shape} != eager {e.shape}"
-        assert _dtype_name(s) == _dtype_name(e), (
-            f"output {name}: symbolic dtype {_dtype_name(s)} != eager {_dtype_name(e)}"
-        )
+        assert _dtype_name(s) == _dtype_name(
+            e
+        ), f"output {name}: symbolic dtype {_dtype_name(s)} != eager {_dtype_name(e)}"
     return eager
 
 
@@ -207,7 +208,9 @@ def param_counts(model) -> dict[str, int]:
     }
 
 
-def check_param_count(model, expected=None, input_shape=None, *, trainable=None, input_dtype="float32"):
+def check_param_count(
+    model, expected=None, input_shape=None, *, trainable=None, input_dtype="float32"
+):
     """The model, built on `input_shape` (no batch dimension) if not yet built, has exactly
     `expected` parameters (`count_params()`, BN moving statistics included) and, if given,
     `trainable` trainable ones. Returns the counts (see `param_counts`)."""
@@ -325,7 +328,9 @@ def check_keras_save_load(model, x, tmp_path, *, atol=1e-6, rtol=1e-6, filename=
 # 8. Mixed precision
 
 
-def check_mixed_precision(model_factory, x, *, policy="mixed_float16", via="global", output_dtype=None):
+def check_mixed_precision(
+    model_factory, x, *, policy="mixed_float16", via="global", output_dtype=None
+):
     """A model made under `policy` computes in its compute dtype and keeps float32 variables.
 
     via="global": `model_factory()` under `keras.config.set_dtype_policy(policy)`;
@@ -354,7 +359,11 @@ def check_mixed_precision(model_factory, x, *, policy="mixed_float16", via="glob
                 f"output {_path_name(path)} is {_dtype_name(out)} under {policy.name}, "
                 f"expected {expected}"
             )
-    wrong = [(w.path, w.dtype) for w in model.weights if _is_float(w) and w.dtype != policy.variable_dtype]
+    wrong = [
+        (w.path, w.dtype)
+        for w in model.weights
+        if _is_float(w) and w.dtype != policy.variable_dtype
+    ]
     assert not wrong, f"weights not in {policy.variable_dtype}: {wrong}"
     wrong = [
         layer.name
@@ -369,6 +378,24 @@ def check_mixed_precision(model_factory, x, *, policy="mixed_float16", via="glob
 # Backbones (garden.nn.layers.Backbone): the uniform API
 
 
+def check_feature_info(model, input_shape, *, exact_strides=True, feats=None):
+    """`model.features(...)` keys, channels and (with `exact_strides`) spatial sizes
+    ceil(H / stride) follow `model.feature_info`. Computed symbolically on `input_shape` (no
+    batch dimension; cheap) unless `feats` (an eager features dict) is given."""
+    if feats is None:
+        feats = model.features(keras.Input(shape=input_shape), training=False)
+    info = model.feature_info
+    assert list(feats) == [i["key"] for i in info], f"features {list(feats)} vs {info}"
+    height, width = input_shape[0], input_shape[1]
+    for i in info:
+        f = feats[i["key"]]
+        assert f.shape[-1] == i["channels"], f"{i['key']}: {f.shape} vs {i}"
+        if exact_strides:
+            expected = (math.ceil(height / i["stride"]), math.ceil(width / i["stride"]))
+            assert tuple(f.shape[1:3]) == expected, f"{i['key']}: {f.shape} vs stride {i['stride']}"
+    return feats
+
+
 def check_backbone_api(model, x, *, exact_strides=True, variants=True, atol=1e-5):
     """For a `Backbone` on inputs x [B, H, W, C]:
     - `features(x)` keys, channels and (with `exact_strides`) spatial sizes ceil(H / stride)
@@ -378,15 +405,8 @@ def check_backbone_api(model, x, *, exact_strides=True, variants=True, atol=1e-5
       with `include_top=False` returns the final feature map (two more models are built).
     Returns the features dict."""
     feats = model.features(x, training=False)
+    check_feature_info(model, tuple(x.shape[1:]), exact_strides=exact_strides, feats=feats)
     info = model.feature_info
-    assert list(feats) == [i["key"] for i in info], f"features {list(feats)} vs {info}"
-    height, width = x.shape[1], x.shape[2]
-    for i in info:
-        f = feats[i["key"]]
-        assert f.shape[-1] == i["channels"], f"{i['key']}: {f.shape} vs {i}"
-        if exact_strides:
-            expected = (math.ceil(height / i["stride"]), math.ceil(width / i["stride"]))
-            assert tuple(f.shape[1:3]) == expected, f"{i['key']}: {f.shape} vs stride {i['stride']}"
     final = model.forward_features(x, training=False)
     assert_trees_close(final, feats[info[-1]["key"]], atol=atol, rtol=atol, what="final features")
     if model.include_top and model.num_classes:
@@ -397,12 +417,15 @@ def check_backbone_api(model, x, *, exact_strides=True, variants=True, atol=1e-5
     config = model.get_config()
     headless = type(model).from_config({**config, "num_classes": 0, "include_top": True})
     pooled = headless(x, training=False)
-    assert tuple(pooled.shape) == (x.shape[0], model.num_features), (
-        f"num_classes=0 gives {pooled.shape}, expected [B, {model.num_features}]"
-    )
+    assert tuple(pooled.shape) == (
+        x.shape[0],
+        model.num_features,
+    ), f"num_classes=0 gives {pooled.shape}, expected [B, {model.num_features}]"
     topless = type(model).from_config({**config, "include_top": False})
     fmap = topless(x, training=False)
-    assert tuple(fmap.shape) == tuple(final.shape), f"include_top=False {fmap.shape} vs {final.shape}"
+    assert tuple(fmap.shape) == tuple(
+        final.shape
+    ), f"include_top=False {fmap.shape} vs {final.shape}"
     return feats
 
 

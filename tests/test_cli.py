@@ -269,3 +269,19 @@ def test_list(env, capsys, monkeypatch):
     for name in ("dummy_data", "fashion_mnist", "folder", "toyworld:objects", "toyworld:scenes", "tfds:<name>[/<config>]"):
         assert f"  {name}\n" in out
     assert "exp.yaml\n      python run.py --config configs/sub/exp.yaml\n      top-1 0.9, 2 min\n" in out
+
+
+def test_diverged_training_is_one_line_and_exit_code_1(monkeypatch, capsys, tmp_path):
+    """A NaN loss is not bad input: one line on stderr, exit code 1 (config errors use 2)."""
+    from garden import cli
+    from garden.errors import TrainingDiverged
+
+    def diverge(config, workdir, mode):
+        raise TrainingDiverged("training diverged: loss is nan at step 3\n(see the backup)")
+
+    monkeypatch.setattr(cli, "run_mode", diverge)
+    monkeypatch.setattr(cli, "prepare_workdir", lambda *args: "new")
+    monkeypatch.setattr(cli, "_resolve_config", lambda args: (type("C", (), {"experiment": "x"})(), tmp_path))
+    assert cli.main(["--config", "unused.yaml"]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: training diverged: loss is nan at step 3 (see the backup)\n"

@@ -100,7 +100,7 @@ def _free_ports(n: int) -> list[int]:
 def test_multi_worker_two_local_processes_finish_with_identical_weights(tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    sections = {"trainer": {"strategy": "multi_worker", "epochs": 2, "tensorboard": {"enabled": False},
+    sections = {"trainer": {"strategy": "multi_worker", "epochs": 1, "tensorboard": {"enabled": False},
                             "checkpoint": {"monitor": "val_accuracy", "backup_every": 3}},
                 "data": {"batch_size": 16}}
     job = {"sections": sections, "workdir": str(tmp_path)}

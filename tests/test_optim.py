@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import keras
@@ -112,7 +113,7 @@ def test_build_optimizer_kinds(name, cls, attrs):
         assert getattr(opt, key) == pytest.approx(value)
     assert float(opt.learning_rate) == pytest.approx(0.01)
     serialized = keras.saving.serialize_keras_object(opt)
-    restored = keras.saving.deserialize_keras_object(serialized)
+    restored = keras.saving.deserialize_keras_object(json.loads(json.dumps(serialized)))
     assert type(restored) is cls and keras.saving.serialize_keras_object(restored) == serialized
 
 
@@ -138,14 +139,14 @@ def test_gradient_clipping(clip):
     if "clipnorm" in clip:
         for k in deltas:
             scale = min(1.0, 0.01 / np.linalg.norm(grads[k]))
-            np.testing.assert_allclose(deltas[k], grads[k] * scale, rtol=1e-4, atol=1e-8)
+            np.testing.assert_allclose(deltas[k], grads[k] * scale, rtol=1e-4, atol=2e-7)
     elif "clipvalue" in clip:
         for k in deltas:
-            np.testing.assert_allclose(deltas[k], np.clip(grads[k], -0.001, 0.001), rtol=1e-4, atol=1e-8)
+            np.testing.assert_allclose(deltas[k], np.clip(grads[k], -0.001, 0.001), rtol=1e-4, atol=2e-7)
     else:
         norm = math.sqrt(sum(float(np.sum(g ** 2)) for g in grads.values()))
         for k in deltas:
-            np.testing.assert_allclose(deltas[k], grads[k] * min(1.0, 0.01 / norm), rtol=1e-4, atol=1e-8)
+            np.testing.assert_allclose(deltas[k], grads[k] * min(1.0, 0.01 / norm), rtol=1e-4, atol=2e-7)
 
 
 def test_lr_multiplier_group_moves_100x_further():
@@ -176,7 +177,7 @@ def test_lr_multipliers_first_match_wins_and_joint_global_clipnorm():
     norm = math.sqrt(sum(float(np.sum(g ** 2)) for _, g, _ in step.values()))
     for path, (before, grad, after) in step.items():
         factor = 2.0 if path.endswith("b/kernel") else (0.0 if "/b/" in path else 1.0)
-        np.testing.assert_allclose(before - after, factor * grad * min(1.0, 0.01 / norm), rtol=1e-4, atol=1e-8,
+        np.testing.assert_allclose(before - after, factor * grad * min(1.0, 0.01 / norm), rtol=1e-4, atol=2e-7,
                                    err_msg=path)
 
 

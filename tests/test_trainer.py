@@ -37,6 +37,7 @@ SPLIT_SIZES = {"train": 64, "validation": 32, "test": 32}
 # ----------------------------------------------------------------------------------------------
 
 
+@keras.saving.register_keras_serializable(package="garden_tests")
 class TinyNet(keras.Model):
     """conv(4) - BN - ReLU - global pool - dense: a few hundred parameters.
 
@@ -231,8 +232,12 @@ def fake_source(monkeypatch):
     use_fake_source(monkeypatch)
 
 
-def test_train_and_evaluate_writes_the_workdir(fake_source, tmp_path):
-    metrics = trainer.train_and_evaluate(make_config(), tmp_path)
+def test_train_and_evaluate_writes_the_workdir(fake_source, tmp_path, capsys):
+    metrics = trainer.train_and_evaluate(make_config(trainer={"log_every": 3}), tmp_path)
+    out = capsys.readouterr().out
+    assert "garden: default strategy, 1 replica(s), batch 16 (16/replica), 4 steps x 2 epochs" in out
+    assert "epoch 1  batch 3  step 3  " in out and "learning_rate=0.05" in out  # trainer.log_every
+    assert "test: accuracy=" in out
     assert (tmp_path / "checkpoints" / "best.weights.h5").exists()
     assert (tmp_path / "backup" / "latest.weights.h5").exists()
     assert (tmp_path / "tensorboard" / "train").is_dir() and (tmp_path / "tensorboard" / "validation").is_dir()
@@ -325,7 +330,10 @@ def test_deterministic_runs_give_identical_weights(fake_source, tmp_path):
     {"steps_per_execution": 2},
     {"mixed_precision": "mixed_float16"},
     {"mixed_precision": "mixed_bfloat16"},
-], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+    {"mixed_precision": "mixed_float16", "lr_multipliers": [{"pattern": "head", "multiplier": 10.0}],
+     "optimizer": {"name": "adamw", "learning_rate": 0.01, "weight_decay": 0.01, "global_clipnorm": 1.0}},
+], ids=["jit_compile", "steps_per_execution=2", "mixed_float16", "mixed_bfloat16",
+        "mixed_float16-lr_multipliers-adamw-clip"])
 def test_one_epoch_with_trainer_options(fake_source, tmp_path, options):
     config = make_config(trainer={"epochs": 1, **options})
     metrics = trainer.train_and_evaluate(config, tmp_path)

@@ -368,21 +368,35 @@ def _random_grid(frames: Example, layout: _Layout, config: AugmentConfig, seed) 
 
 def _color_jitter_frames(frames: Example, layout: _Layout, strength: float, seed) -> Example:
     """Brightness, contrast and saturation factors in [1 - 0.8 s, 1 + 0.8 s], one draw of each per
-    example; image only, float32 in [0, 255]. Saturation (blend with the luma grey) is skipped
-    for one-channel images."""
+    example; image only, float32 in [0, 255].
+
+    Brightness scales the pixels, contrast blends with the per-channel mean, saturation with
+    the luma grey (skipped for one-channel images). The three are linear, so they are applied
+    as one affine colour transform per example (a batched 3x3 matmul) and clipped once.
+    """
     s = _JITTER_SCALE * float(strength)
     low, high = max(0.0, 1.0 - s), 1.0 + s
-    factors = tf.random.stateless_uniform([layout.batch, 3], seed, low, high)
-    factors = _per_frame(factors, layout)[:, None, None, None, :]  # [frames, 1, 1, 1, 3]
-    x = tf.cast(frames["image"], tf.float32)
-    x = tf.clip_by_value(x * factors[..., 0], 0.0, 255.0)
-    mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
-    x = tf.clip_by_value((x - mean) * factors[..., 1] + mean, 0.0, 255.0)
-    if x.shape[-1] == 3:
-        grey = tf.reduce_sum(x * tf.constant(_LUMA), axis=-1, keepdims=True)
-        x = tf.clip_by_value((x - grey) * factors[..., 2] + grey, 0.0, 255.0)
+    factors = _per_frame(tf.random.stateless_uniform([layout.batch, 3], seed, low, high), layout)
+    b, c, sat = factors[:, 0], factors[:, 1], factors[:, 2]
+    image = frames["image"]
+    x = tf.cast(image, tf.float32)
+    channels = x.shape[-1]
+    shape = tf.shape(x)
+    pixels = tf.reshape(x, [shape[0], -1, channels])  # [frames, H*W, C]
+    mean = tf.reduce_mean(pixels, axis=1)  # [frames, C]
+    if channels == 3:
+        luma = tf.constant(_LUMA)
+        # out = sat*c*b*x + (1-sat)*c*b*luma(x) + (1-c)*b*(sat*mean + (1-sat)*luma(mean))
+        matrix = ((sat * c * b)[:, None, None] * tf.eye(3)
+                  + ((1 - sat) * c * b)[:, None, None] * (luma[:, None] * tf.ones([1, 3])))
+        bias = ((1 - c) * b)[:, None] * (sat[:, None] * mean
+                                         + (1 - sat)[:, None] * tf.reduce_sum(mean * luma, -1, keepdims=True))
+        pixels = tf.linalg.matmul(pixels, matrix) + bias[:, None, :]
+    else:
+        pixels = (c * b)[:, None, None] * pixels + ((1 - c) * b)[:, None, None] * mean[:, None, :]
     out = dict(frames)
-    out["image"] = x
+    out["image"] = tf.reshape(tf.clip_by_value(pixels, 0.0, 255.0), shape)
+    out["image"].set_shape(image.shape)
     return out
 
 

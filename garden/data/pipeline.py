@@ -86,13 +86,13 @@ def build_from_examples(examples: tf.data.Dataset, config: DataConfig, *, traini
 
     ds = examples
     if set(spec) != keep:
-        ds = ds.map(lambda ex: {k: ex[k] for k in spec if k in keep})
+        ds = ds.map(_plain(lambda ex: {k: ex[k] for k in spec if k in keep}))
     if num_pipelines > 1:
         ds = ds.shard(num_pipelines, pipeline_id)
 
     # Deterministic per-example conversion, cached (before any randomness).
     if config.channels is not None or config.image_size is not None:
-        ds = ds.map(lambda ex: _convert(ex, config), num_parallel_calls=AUTOTUNE,
+        ds = ds.map(_plain(lambda ex: _convert(ex, config)), num_parallel_calls=AUTOTUNE,
                     deterministic=config.deterministic)
     if config.cache:
         ds = ds.cache()
@@ -101,7 +101,7 @@ def build_from_examples(examples: tf.data.Dataset, config: DataConfig, *, traini
         ds = ds.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if any(k in keep for k in BOX_KEYS):
         # Ragged boxes get a fixed count so that examples can be batched.
-        ds = ds.map(lambda ex: pad_boxes(ex, config.max_boxes), num_parallel_calls=AUTOTUNE,
+        ds = ds.map(_plain(lambda ex: pad_boxes(ex, config.max_boxes)), num_parallel_calls=AUTOTUNE,
                     deterministic=config.deterministic)
     ds = ds.batch(per_replica_batch, drop_remainder=training, num_parallel_calls=AUTOTUNE,
                   deterministic=config.deterministic)
@@ -121,10 +121,10 @@ def build_from_examples(examples: tf.data.Dataset, config: DataConfig, *, traini
         stream_seed = None if seed is None else _mix_seed(seed, pipeline_id)
         randoms = tf.data.Dataset.random(seed=stream_seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip(ds, randoms)
-        ds = ds.map(lambda batch, r: finish(batch, tf.stack([r, tf.constant(0, tf.int64)])),
+        ds = ds.map(_plain(lambda batch, r: finish(batch, tf.stack([r, tf.constant(0, tf.int64)]))),
                     num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
     else:
-        ds = ds.map(finish, num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
+        ds = ds.map(_plain(finish), num_parallel_calls=AUTOTUNE, deterministic=config.deterministic)
     ds = ds.prefetch(AUTOTUNE)
 
     options = tf.data.Options()
@@ -171,6 +171,11 @@ def pad_boxes(example: Mapping[str, Any], max_boxes: int) -> dict[str, Any]:
             out[key] = fit(out[key], -1, -1)
     out[NUM_BOXES_KEY] = tf.minimum(tf.reduce_sum(tf.cast(valid, tf.int32), axis=-1), max_boxes)
     return out
+
+
+# The map functions branch only on the (static) config, never on tensor values, so AutoGraph's
+# source rewriting (seconds per process for the augmentation code) buys nothing.
+_plain = tf.autograph.experimental.do_not_convert
 
 
 def _convert(example, config: DataConfig):

@@ -182,8 +182,19 @@ def _is_tfds_name(name: str) -> bool:
         return False
 
 
+def _registered_source(name: str):
+    """A source a method registered with `@register_dataset(name)`: an object (or class) with
+    `load(config, split) -> tf.data.Dataset` and `info(config) -> SourceInfo`; None otherwise."""
+    from garden.registry import DATASETS
+
+    return DATASETS.get(name) if name in DATASETS else None
+
+
 def load_source(config: DataConfig, split: str) -> tf.data.Dataset:
     """The examples of `split` (a split string) as a dataset of unbatched dicts."""
+    registered = _registered_source(config.name)
+    if registered is not None:
+        return registered.load(config, split)
     kind, rest = parse_source_name(config.name)
     if kind == "toyworld":
         # The builder validates the variant, its options and the split string (one-line DataErrors).
@@ -205,6 +216,9 @@ def load_source(config: DataConfig, split: str) -> tf.data.Dataset:
 
 def source_info(config: DataConfig) -> SourceInfo:
     """Describe the source of `config` (class names, image shape, split sizes, keys)."""
+    registered = _registered_source(config.name)
+    if registered is not None:
+        return registered.info(config)
     kind, rest = parse_source_name(config.name)
     if kind == "toyworld":
         from garden.data.toyworld import builder

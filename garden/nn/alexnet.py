@@ -109,7 +109,16 @@ class AlexNet(Backbone):
             keras.layers.MaxPooling2D(**pool, padding="valid", dtype=policy, name=f"pool{i}")
             for i in (1, 2, 5)
         ]
-        channels = [widths[0], widths[0], widths[1], widths[1], widths[2], widths[3], widths[4], widths[4]]
+        channels = [
+            widths[0],
+            widths[0],
+            widths[1],
+            widths[1],
+            widths[2],
+            widths[3],
+            widths[4],
+            widths[4],
+        ]
         self._feature_info = [
             {"key": key, "channels": c, "stride": s}
             for key, c, s in zip(ENDPOINTS, channels, conv_strides)

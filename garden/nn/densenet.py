@@ -17,7 +17,15 @@ import math
 
 import keras
 
-from garden.nn.layers import BNAct, Backbone, CompositeLayer, Conv, ConvBN, register_variant, scale_width
+from garden.nn.layers import (
+    BNAct,
+    Backbone,
+    CompositeLayer,
+    Conv,
+    ConvBN,
+    register_variant,
+    scale_width,
+)
 
 
 @keras.saving.register_keras_serializable(package="garden")
@@ -39,7 +47,9 @@ class DenseLayer(CompositeLayer):
         policy = self.dtype_policy
         if self.bottleneck_width:
             self.norm1 = BNAct(dtype=policy, name="bn_act1")
-            self.conv1 = Conv(self.bottleneck_width * self.growth_rate, 1, dtype=policy, name="conv1")
+            self.conv1 = Conv(
+                self.bottleneck_width * self.growth_rate, 1, dtype=policy, name="conv1"
+            )
         else:
             self.norm1 = self.conv1 = None
         self.norm2 = BNAct(dtype=policy, name="bn_act2")
@@ -187,7 +197,9 @@ class DenseNet(Backbone):
             if stage > 0:
                 channels = int(math.floor(channels * self.compression))
                 self.transitions.append(
-                    Transition(channels, dropout=self.dropout, dtype=policy, name=f"transition{stage}")
+                    Transition(
+                        channels, dropout=self.dropout, dtype=policy, name=f"transition{stage}"
+                    )
                 )
                 stride *= 2
             for index in range(n):
@@ -242,15 +254,18 @@ class DenseNet(Backbone):
         return config
 
 
-_IMAGENET = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32), 201: (6, 12, 48, 32)}
-
-for _depth, _blocks in _IMAGENET.items():
-    globals()[f"densenet{_depth}"] = register_variant(
-        f"densenet{_depth}",
+def _imagenet_densenet(depth, blocks_per_stage):
+    return register_variant(
+        f"densenet{depth}",
         DenseNet,
-        fixed={"blocks_per_stage": _blocks, "stem": "imagenet"},
-        doc=f"DenseNet-{_depth} (Huang et al. 2017, Table 1): k = 32, blocks {_blocks}.",
+        fixed={"blocks_per_stage": blocks_per_stage, "stem": "imagenet"},
+        doc=f"DenseNet-{depth} (Huang et al. 2017, Table 1): k = 32, blocks {blocks_per_stage}.",
     )
+
+
+densenet121 = _imagenet_densenet(121, (6, 12, 24, 16))
+densenet169 = _imagenet_densenet(169, (6, 12, 32, 32))
+densenet201 = _imagenet_densenet(201, (6, 12, 48, 32))
 
 densenet_bc100 = register_variant(
     "densenet_bc100",

@@ -20,6 +20,8 @@ import inspect
 
 import keras
 
+from garden.registry import register_model
+
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 PRELU_INIT = 0.25  # He et al. 2015, "Delving deep into rectifiers", Sec. 2.1
@@ -162,6 +164,28 @@ class Conv(keras.layers.Conv2D):
         if p:
             inputs = keras.ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]])
         return super().call(inputs)
+
+    def convolution_op(self, inputs, kernel):
+        if self.groups == 1:
+            return super().convolution_op(inputs, kernel)
+        # Grouped: one convolution per group, concatenated. Same kernel layout and result as
+        # Keras' grouped Conv2D, which on a TF CPU runs an XLA-compiled function that tf2onnx
+        # cannot convert; this form exports to ONNX and SavedModel everywhere.
+        outputs = [
+            keras.ops.conv(
+                x,
+                k,
+                strides=self.strides,
+                padding=self.padding,
+                data_format=self.data_format,
+                dilation_rate=self.dilation_rate,
+            )
+            for x, k in zip(
+                keras.ops.split(inputs, self.groups, axis=-1),
+                keras.ops.split(kernel, self.groups, axis=-1),
+            )
+        ]
+        return keras.ops.concatenate(outputs, axis=-1)
 
     def compute_output_shape(self, input_shape):
         p = self.fixed_padding
@@ -486,19 +510,20 @@ class Backbone(SymbolicShapes, keras.Model):
         return cls(**config)
 
 
-def register_variant(name, cls, *, fixed=None, defaults=None, doc=None):
-    """Register `name` as `cls` with some constructor arguments fixed and others re-defaulted.
+def make_variant(name, cls, *, fixed=None, defaults=None, doc=None):
+    """A factory for `cls` with some constructor arguments fixed and others re-defaulted.
 
     The factory's signature (what config validation reads) is `cls.__init__`'s, keyword-only,
-    without the fixed arguments and with the new defaults. Passing a fixed argument raises.
-    The model it returns is a plain `cls` whose `get_config()` round-trips through
-    `cls.from_config`.
+    without the fixed arguments and with the new defaults; passing a fixed argument raises
+    TypeError. The model it returns is a plain `cls`, whose `get_config()` round-trips through
+    `cls.from_config`. `factory.model_class` and `factory.fixed_arguments` say what it is.
     """
-    from garden.registry import register_model
-
     fixed = dict(fixed or {})
     defaults = dict(defaults or {})
     signature = inspect.signature(cls.__init__)
+    unknown = sorted((set(fixed) | set(defaults)) - set(signature.parameters))
+    if unknown:
+        raise TypeError(f"{name}: {cls.__name__} has no argument {', '.join(unknown)}")
     params = []
     for param in list(signature.parameters.values())[1:]:
         if param.name in fixed:
@@ -508,10 +533,6 @@ def register_variant(name, cls, *, fixed=None, defaults=None, doc=None):
             continue
         default = defaults.get(param.name, param.default)
         params.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY, default=default))
-
-    unknown = sorted((set(fixed) | set(defaults)) - set(signature.parameters))
-    if unknown:
-        raise TypeError(f"{name}: {cls.__name__} has no argument {', '.join(unknown)}")
 
     def factory(**kwargs):
         clash = sorted(set(kwargs) & set(fixed))
@@ -528,5 +549,11 @@ def register_variant(name, cls, *, fixed=None, defaults=None, doc=None):
     )
     factory.model_class = cls
     factory.fixed_arguments = dict(fixed)
+    return factory
+
+
+def register_variant(name, cls, *, fixed=None, defaults=None, doc=None):
+    """`make_variant(...)`, registered as model `name` (`@register_model`); returns it."""
+    factory = make_variant(name, cls, fixed=fixed, defaults=defaults, doc=doc)
     register_model(name)(factory)
     return factory

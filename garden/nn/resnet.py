@@ -223,11 +223,15 @@ class BasicBlock(ResidualBlock):
     def _build_branch(self):
         policy, f, d = self.dtype_policy, self.filters, self.dilation_rate
         if self.preact:
-            self.conv1 = Conv(f, 3, strides=self.strides, dilation_rate=d, dtype=policy, name="conv1")
+            self.conv1 = Conv(
+                f, 3, strides=self.strides, dilation_rate=d, dtype=policy, name="conv1"
+            )
             self.mid = BNAct(dtype=policy, name="bn_act1")
             self.conv2 = Conv(f, 3, dilation_rate=d, dtype=policy, name="conv2")
         else:
-            self.conv1 = ConvBN(f, 3, strides=self.strides, dilation_rate=d, dtype=policy, name="conv1")
+            self.conv1 = ConvBN(
+                f, 3, strides=self.strides, dilation_rate=d, dtype=policy, name="conv1"
+            )
             self.conv2 = ConvBN(f, 3, dilation_rate=d, activation=None, dtype=policy, name="conv2")
         self.inner_drop = (
             keras.layers.Dropout(self.dropout, dtype=policy, name="dropout")
@@ -261,12 +265,16 @@ class BottleneckBlock(ResidualBlock):
         if self.preact:
             self.conv1 = Conv(f, 1, dtype=policy, name="conv1")
             self.mid1 = BNAct(dtype=policy, name="bn_act1")
-            self.conv2 = Conv(f, 3, strides=self.strides, dilation_rate=d, dtype=policy, name="conv2")
+            self.conv2 = Conv(
+                f, 3, strides=self.strides, dilation_rate=d, dtype=policy, name="conv2"
+            )
             self.mid2 = BNAct(dtype=policy, name="bn_act2")
             self.conv3 = Conv(self.out_channels, 1, dtype=policy, name="conv3")
         else:
             self.conv1 = ConvBN(f, 1, dtype=policy, name="conv1")
-            self.conv2 = ConvBN(f, 3, strides=self.strides, dilation_rate=d, dtype=policy, name="conv2")
+            self.conv2 = ConvBN(
+                f, 3, strides=self.strides, dilation_rate=d, dtype=policy, name="conv2"
+            )
             self.conv3 = ConvBN(self.out_channels, 1, activation=None, dtype=policy, name="conv3")
         self.inner_drop = (
             keras.layers.Dropout(self.dropout, dtype=policy, name="dropout")
@@ -501,21 +509,21 @@ class ResNet(Backbone):
 
 # --- Registered variants ---------------------------------------------------------------------
 
-_IMAGENET = {
-    18: ("basic", (2, 2, 2, 2)),
-    34: ("basic", (3, 4, 6, 3)),
-    50: ("bottleneck", (3, 4, 6, 3)),
-    101: ("bottleneck", (3, 4, 23, 3)),
-    152: ("bottleneck", (3, 8, 36, 3)),
-}
 
-for _depth, (_block, _blocks) in _IMAGENET.items():
-    globals()[f"resnet{_depth}"] = register_variant(
-        f"resnet{_depth}",
+def _imagenet_resnet(depth, block_type, blocks_per_stage):
+    return register_variant(
+        f"resnet{depth}",
         ResNet,
-        fixed={"blocks_per_stage": _blocks, "block_type": _block, "stem": "imagenet"},
-        doc=f"ResNet-{_depth} for ImageNet-size inputs (He et al. 2016a, Table 1).",
+        fixed={"blocks_per_stage": blocks_per_stage, "block_type": block_type, "stem": "imagenet"},
+        doc=f"ResNet-{depth} for ImageNet-size inputs (He et al. 2016a, Table 1).",
     )
+
+
+resnet18 = _imagenet_resnet(18, "basic", (2, 2, 2, 2))
+resnet34 = _imagenet_resnet(34, "basic", (3, 4, 6, 3))
+resnet50 = _imagenet_resnet(50, "bottleneck", (3, 4, 6, 3))
+resnet101 = _imagenet_resnet(101, "bottleneck", (3, 4, 23, 3))
+resnet152 = _imagenet_resnet(152, "bottleneck", (3, 8, 36, 3))
 
 
 def cifar_blocks_per_stage(depth: int, block_type: str = "basic") -> tuple[int, int, int]:
@@ -537,23 +545,30 @@ _CIFAR_DEFAULTS = {
     "num_classes": 10,
 }
 
-for _depth in (20, 32, 44, 56, 110):
-    globals()[f"resnet{_depth}"] = register_variant(
-        f"resnet{_depth}",
+
+def _cifar_resnet(depth):
+    return register_variant(
+        f"resnet{depth}",
         ResNet,
         fixed={
-            "blocks_per_stage": cifar_blocks_per_stage(_depth),
+            "blocks_per_stage": cifar_blocks_per_stage(depth),
             "block_type": "basic",
             "stem": "cifar",
         },
         # He et al. 2016a, Sec. 4.2: "we use identity shortcuts in all cases (i.e., option A)";
         # their parameter counts (0.27M ... 1.7M) are for it. shortcut="projection" is option B.
         defaults={**_CIFAR_DEFAULTS, "shortcut": "zero_pad"},
-        doc=f"Pre-activation ResNet-{_depth} for 32x32 CIFAR inputs: 3 stages of "
-        f"{(_depth - 2) // 6} basic blocks, 16/32/64 channels, zero-padding (option A) "
+        doc=f"Pre-activation ResNet-{depth} for 32x32 CIFAR inputs: 3 stages of "
+        f"{(depth - 2) // 6} basic blocks, 16/32/64 channels, zero-padding (option A) "
         f"shortcuts (He et al. 2016a/b). `preact=False` gives the original network.",
     )
 
+
+resnet20 = _cifar_resnet(20)
+resnet32 = _cifar_resnet(32)
+resnet44 = _cifar_resnet(44)
+resnet56 = _cifar_resnet(56)
+resnet110 = _cifar_resnet(110)
 resnet164 = register_variant(
     "resnet164",
     ResNet,
@@ -564,5 +579,5 @@ resnet164 = register_variant(
     },
     defaults=_CIFAR_DEFAULTS,
     doc="Pre-activation ResNet-164 for CIFAR: 3 stages of 18 bottlenecks, outputs "
-    "64/128/256 channels (He et al. 2016b, Table 2).",
+    "64/128/256 channels, projection shortcuts (He et al. 2016b, Table 2).",
 )

@@ -169,11 +169,17 @@ class VGG(Backbone):
         return config
 
 
-for _depth, _blocks in VGG_BLOCKS.items():
-    globals()[f"vgg{_depth}"] = register_variant(
-        f"vgg{_depth}",
+def _vgg(depth):
+    return register_variant(
+        f"vgg{depth}",
         VGG,
-        fixed={"blocks_per_stage": _blocks},
-        doc=f"VGG-{_depth} (Simonyan & Zisserman 2015); `batch_norm=True` for BN after "
+        fixed={"blocks_per_stage": VGG_BLOCKS[depth]},
+        doc=f"VGG-{depth} (Simonyan & Zisserman 2015); `batch_norm=True` for BN after "
         "every convolution.",
     )
+
+
+vgg11 = _vgg(11)
+vgg13 = _vgg(13)
+vgg16 = _vgg(16)
+vgg19 = _vgg(19)

@@ -162,6 +162,12 @@ class Task(keras.Model):
             images = images[:, 0]
         return {"inputs": np.clip(images, 0.0, 1.0)}
 
+    def prediction_images(self, features: Mapping[str, Any], labels: Mapping[str, Any] | None = None,
+                          max_images: int = 3) -> dict[str, np.ndarray]:
+        """Images of the predictions on a fixed sample batch, written after every epoch:
+        {tag: float [N, H, W, C] in [0, 1]}. Dense tasks override it; the default writes none."""
+        return {}
+
     # -- serialisation ------------------------------------------------------------------------
 
     def get_config(self):

@@ -172,6 +172,19 @@ def test_color_jitter_touches_only_the_image():
         np.testing.assert_array_equal(out[key], ex[key])
 
 
+def test_color_jitter_is_brightness_then_contrast_then_saturation():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(100, 150, (6, 5, 3)).astype(np.float32)
+    seed = tf.constant([7, 8])
+    out = augment.color_jitter({"image": image}, 0.2, seed)["image"].numpy()
+    b, c, s = tf.random.stateless_uniform([1, 3], seed, 1 - 0.16, 1 + 0.16).numpy()[0]
+    x = image * b
+    m = x.mean(axis=(0, 1))
+    x = (x - m) * c + m
+    grey = (x * np.array([0.299, 0.587, 0.114])).sum(-1, keepdims=True)
+    np.testing.assert_allclose(out, (x - grey) * s + grey, rtol=1e-4, atol=1e-3)
+
+
 def test_same_seed_same_result_other_seed_differs():
     cfg = AugmentConfig(crop_padding=3, horizontal_flip=True, scale_jitter=(0.8, 1.25), color_jitter=0.4)
     ex = dense_example()

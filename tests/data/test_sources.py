@@ -169,3 +169,28 @@ def test_toyworld_bad_variant_and_split_come_from_the_builder(tmp_path):
         load_source(DataConfig(name="toyworld:objects", data_dir=str(tmp_path)), "valid")
     _message(excinfo, "'valid'", "did you mean 'validation'")
     assert not any(tmp_path.iterdir())
+
+
+def test_registered_dataset_is_served_by_load_source_and_source_info(monkeypatch):
+    """Methods register their own sources with @register_dataset; sources.py dispatches to them."""
+    import tensorflow as tf
+
+    from garden.data import sources
+    from garden.data.config import DataConfig
+    from garden.registry import DATASETS
+
+    class PairSource:
+        @staticmethod
+        def load(config, split):
+            return tf.data.Dataset.from_tensor_slices({"image": tf.zeros([3, 4, 4, 1], tf.uint8),
+                                                       "label": tf.constant([0, 1, 0], tf.int64)})
+
+        @staticmethod
+        def info(config):
+            return sources.SourceInfo(name=config.name, image_shape=(4, 4, 1), feature_keys=("image", "label"),
+                                      num_classes=2, class_names=("a", "b"))
+
+    monkeypatch.setitem(DATASETS._entries, "method_pairs", PairSource)
+    config = DataConfig(name="method_pairs")
+    assert [int(e["label"]) for e in sources.load_source(config, "train")] == [0, 1, 0]
+    assert sources.source_info(config).num_classes == 2

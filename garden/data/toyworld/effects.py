@@ -66,8 +66,7 @@ def defocus_blur(rgb: np.ndarray, level: int) -> np.ndarray:
     rows = _blur_matrix(height, round(sigma, 6))
     cols = _blur_matrix(width, round(sigma, 6))
     out = (rows @ rgb.reshape(height, width * 3)).reshape(height, width, 3)
-    # Columns: one [W, W] @ [W, H * 3] product on the transposed image (much cheaper than H
-    # batched small products).
+    # Columns: one [W, W] @ [W, H * 3] product on the transposed image.
     out = (cols @ out.transpose(1, 0, 2).reshape(width, height * 3)).reshape(width, height, 3)
     return np.ascontiguousarray(np.clip(out.transpose(1, 0, 2), 0.0, 1.0))
 
@@ -87,9 +86,12 @@ def sensor_noise(rgb: np.ndarray, std: float, rng: np.random.Generator) -> np.nd
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """Quantise to uint8: clip to [0, 1], scale by 255, round half up (floor(x + 0.5))."""
+    """Quantise to uint8: clip to [0, 1], scale by 255, round half up (floor(x + 0.5)).
+
+    The float -> uint8 cast truncates, which is the floor for these non-negative values.
+    """
     rgb = np.asarray(rgb, dtype=np.float32)
-    return np.floor(np.clip(rgb, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+    return (np.clip(rgb, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
 
 
 def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:

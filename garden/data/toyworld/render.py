@@ -62,10 +62,9 @@ class _Prim(NamedTuple):
     """A primitive with everything the ray caster needs, precomputed in the camera frame."""
 
     kind: str
-    ray: list[float]  # the 9 entries (row-major) of T: camera direction -> normalised frame
     origin: list[float]  # the camera centre in the normalised frame
     camera_outside: bool  # the camera is outside the solid: primary rays only need entries
-    to_normalised: np.ndarray  # float32 [3, 3], T
+    to_normalised: np.ndarray  # float32 [3, 3], T: camera-frame directions -> normalised frame
     offset: np.ndarray  # float32 [3, 1], the origin again, for batched point transforms
     normal_matrix: np.ndarray  # float32 [3, 3]: normalised-frame gradient -> camera-frame normal
     scale: np.ndarray  # float32 [3, 1]: local metres per normalised unit
@@ -283,8 +282,8 @@ def _normalisation(kind: str, size) -> tuple[tuple[float, float, float], float, 
     capsule's radius is size[0] (scene.py gives it twice).
     """
     sx, sy, sz = (float(v) for v in size)
-    if not min(sx, sy, sz) > 0.0:
-        raise ValueError(f"{kind} size {tuple(size)} must be positive")
+    if not (min(sx, sy, sz) > 0.0 or (kind == "capsule" and sx > 0.0 and sz == 0.0)):
+        raise ValueError(f"{kind} size {tuple(size)} must be positive (a capsule's half-length may be 0)")
     if kind in ("ellipsoid", "box", "cylinder"):
         return (sx, sy, sz), 0.0, (-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)
     if kind == "cone":
@@ -327,8 +326,8 @@ def _prepare(scene: Scene, world_from_camera: np.ndarray, camera_position: np.nd
              focal: float, height: int, width: int) -> list[_Prim]:
     """Camera-frame transforms (local -> object -> world -> camera) of all primitives at once.
 
-    Per-object terms are built in plain Python (a handful of 3x3 products), per-primitive terms
-    in one batch of numpy calls whatever the number of primitives.
+    Per-object yaw matrices are written out in plain Python; everything per primitive is one
+    batch of numpy calls whatever the number of primitives.
     """
     owned = [(index, prim) for index, obj in enumerate(scene.objects) for prim in obj.primitives]
     if not owned:
@@ -354,35 +353,36 @@ def _prepare(scene: Scene, world_from_camera: np.ndarray, camera_position: np.nd
     local_in_camera = placed[:, :, 3] + object_in_camera[owner]
     to_normalised = camera_from_local.transpose(0, 2, 1) / scale[:, :, None]  # diag(1/s) @ local_from_camera
     origin = -(to_normalised @ local_in_camera[:, :, None])[:, :, 0]
-    # Bounding box corners and bounding sphere in the camera frame.
+    # Bounding box corners in the camera frame (screen windows, shadow culling).
     box = (box_lo[:, None, :] + (box_hi - box_lo)[:, None, :] * _CORNER_SIGNS) * scale[:, None, :]
     corners = box @ camera_from_local.transpose(0, 2, 1) + local_in_camera[:, None, :]
     windows = _windows(corners, focal, height, width)
 
-    rays, origins = to_normalised.reshape(-1, 9).tolist(), origin.tolist()
+    origins = origin.tolist()
     to_normalised32 = to_normalised.astype(np.float32)
     origin32 = origin.astype(np.float32)[:, :, None]
     normal_matrix32 = (camera_from_local / scale[:, None, :]).astype(np.float32)
     scale32 = scale.astype(np.float32)[:, :, None]
-    return [_Prim(prim.kind, rays[k], origins[k], _outside(prim.kind, origins[k], shapes[k][1]),
+    return [_Prim(prim.kind, origins[k], _outside(prim.kind, origins[k], shapes[k][1]),
                   to_normalised32[k], origin32[k], normal_matrix32[k], scale32[k], shapes[k][1], windows[k],
                   corners[k], prim.material, index)
             for k, (index, prim) in enumerate(owned)]
 
 
 @functools.lru_cache(maxsize=32)
-def _camera_rays(height: int, width: int, fov_deg: float) -> np.ndarray:
-    """Unit per-pixel ray directions [3, H*W] (the rays (x, y, 1) normalised), cached per image
-    geometry. A ray is recovered as unit / unit_z, and a hit point as unit * t / unit_z."""
+def _camera_rays(height: int, width: int, fov_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel rays (x, y, 1) [3, H, W] and their unit versions [3, H*W], cached per image
+    geometry. A hit at z-depth t along pixel k lies at unit[:, k] * t / unit[2, k]."""
     xs, ys = geometry.pixel_grid(height, width, fov_deg)
     rays = np.empty((3, height, width), np.float32)
     rays[0] = xs[None, :]
     rays[1] = ys[:, None]
     rays[2] = 1.0
-    rays = rays.reshape(3, -1)
-    unit = rays / np.sqrt((rays * rays).sum(axis=0))
+    flat = rays.reshape(3, -1)
+    unit = flat / np.sqrt((flat * flat).sum(axis=0))
+    rays.flags.writeable = False
     unit.flags.writeable = False
-    return unit
+    return rays, unit
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,15 +398,12 @@ def _cast_plane(depth, ident, surface_id, xs, ys, normal_cam, numerator):
     np.copyto(ident, surface_id, where=closer)
 
 
-def _cast_primitive(depth, ident, surface_id, xs, ys, prim: _Prim):
+def _cast_primitive(depth, ident, surface_id, rays, prim: _Prim):
     """Intersect the pixel rays of the primitive's window; keep hits nearer than before."""
     rows, cols = prim.window
-    ys_w, xs_w = ys[rows], xs[cols]
-    m = prim.ray
-    dx = (m[1] * ys_w + m[2])[:, None] + m[0] * xs_w
-    dy = (m[4] * ys_w + m[5])[:, None] + m[3] * xs_w
-    dz = (m[7] * ys_w + m[8])[:, None] + m[6] * xs_w
-    t = _HIT[prim.kind](prim.origin, (dx, dy, dz), prim.param, prim.camera_outside)
+    window = rays[:, rows, cols]
+    directions = (prim.to_normalised @ window.reshape(3, -1)).reshape(window.shape)
+    t = _HIT[prim.kind](prim.origin, directions, prim.param, prim.camera_outside)
     depth_w = depth[rows, cols]
     closer = t < depth_w
     np.copyto(depth_w, t, where=closer)
@@ -433,7 +430,7 @@ def _in_shadow_boxes(q: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarra
             & (z <= hi[:, 2:3]))
 
 
-def _shadowed(points: np.ndarray, light: np.ndarray, prims: list[_Prim], n_objects: int) -> np.ndarray:
+def _shadowed(points: np.ndarray, light: np.ndarray, prims: list[_Prim]) -> np.ndarray:
     """Which camera-frame points [3, M] have an object between them and the directional light.
 
     In a frame whose third axis is the light, a point can only be shadowed by a body whose
@@ -448,18 +445,18 @@ def _shadowed(points: np.ndarray, light: np.ndarray, prims: list[_Prim], n_objec
     boxes = np.array([p.corners for p in prims]) @ frame.T  # [P, 8, 3] light-frame corners
     box_lo = (boxes.min(axis=1) - 1e-3).astype(np.float32)
     box_hi = (boxes.max(axis=1) + 1e-3).astype(np.float32)
-    owner = np.array([p.obj for p in prims])
-    objects = np.unique(owner)
-    members = [np.flatnonzero(owner == index) for index in objects]
-    object_lo = np.array([box_lo[m].min(axis=0) for m in members])
-    object_hi = np.array([box_hi[m].max(axis=0) for m in members])
-    for group, mask in zip(members, _in_shadow_boxes(q, object_lo, object_hi)):
+    # Primitives come grouped by object (see _prepare): [start, stop) ranges of each object.
+    starts = [k for k in range(len(prims)) if k == 0 or prims[k].obj != prims[k - 1].obj]
+    groups = list(zip(starts, starts[1:] + [len(prims)]))
+    object_lo = np.array([box_lo[a:b].min(axis=0) for a, b in groups])
+    object_hi = np.array([box_hi[a:b].max(axis=0) for a, b in groups])
+    for (a, b), mask in zip(groups, _in_shadow_boxes(q, object_lo, object_hi)):
         near = np.flatnonzero(mask)
         if near.size == 0:
             continue
         sub = points[:, near]
         blocked = np.zeros(near.size, bool)
-        for k, prim_mask in zip(group.tolist(), _in_shadow_boxes(q[:, near], box_lo[group], box_hi[group])):
+        for k, prim_mask in zip(range(a, b), _in_shadow_boxes(q[:, near], box_lo[a:b], box_hi[a:b])):
             close = np.flatnonzero(prim_mask)
             if close.size == 0:
                 continue
@@ -490,8 +487,9 @@ def render(scene: Scene, camera: Camera, light: Light, height: int, width: int) 
         return _render(scene, camera, light, height, width)
 
 
-class _Planes(NamedTuple):
-    """The ground and wall planes: world normal n and offset h of n.p = h, material, id."""
+class _Plane(NamedTuple):
+    """The ground or the wall: world normal n and offset h of the plane n.p = h, its material,
+    its surface id in the id map, and the world axes used as its texture coordinates."""
 
     normal: tuple[float, float, float]
     offset: float
@@ -510,9 +508,9 @@ def _render(scene: Scene, camera: Camera, light: Light, height: int, width: int)
     n_prims = len(prims)
     planes = []
     if scene.ground is not None:  # z = 0; stripes run along world x
-        planes.append(_Planes((0.0, 0.0, 1.0), 0.0, scene.ground, n_prims, (1, 2, 0)))
+        planes.append(_Plane((0.0, 0.0, 1.0), 0.0, scene.ground, n_prims, (1, 2, 0)))
     if scene.wall is not None:  # x = -wall_distance; stripes run along world y (vertical bands)
-        planes.append(_Planes((1.0, 0.0, 0.0), -float(scene.wall_distance), scene.wall, n_prims + 1, (2, 0, 1)))
+        planes.append(_Plane((1.0, 0.0, 0.0), -float(scene.wall_distance), scene.wall, n_prims + 1, (2, 0, 1)))
 
     # Visibility: the nearest hit of every pixel and the id of its surface (-1: nothing).
     depth = np.full((height, width), _INF, np.float32)
@@ -521,9 +519,10 @@ def _render(scene: Scene, camera: Camera, light: Light, height: int, width: int)
         normal_cam = world_from_camera.T @ plane.normal
         _cast_plane(depth, ident, plane.surface_id, xs, ys, normal_cam,
                     plane.offset - float(np.dot(plane.normal, camera_position)))
+    rays, unit_rays = _camera_rays(height, width, fov)
     for k, prim in enumerate(prims):
         if prim.window is not None:
-            _cast_primitive(depth, ident, k, xs, ys, prim)
+            _cast_primitive(depth, ident, k, rays, prim)
 
     # Group the pixels by surface: one stable (radix) sort, then a contiguous slice per surface.
     flat_id = ident.ravel()
@@ -533,7 +532,7 @@ def _render(scene: Scene, camera: Camera, light: Light, height: int, width: int)
     bounds = [b - n_sky for b in bounds]  # surface k occupies hit[bounds[k]:bounds[k + 1]]
     hit = order[n_sky:]
     t_hit = depth.ravel()[hit]
-    view = _camera_rays(height, width, fov)[:, hit]  # unit view rays [3, N]
+    view = unit_rays[:, hit]  # unit view rays [3, N]
     distance = t_hit / view[2]  # along the ray: the ray (x, y, 1) has length 1 / unit_z
     points = view * distance  # camera-frame hit points [3, N]
 
@@ -546,9 +545,9 @@ def _render(scene: Scene, camera: Camera, light: Light, height: int, width: int)
     if scene.flat_shading:
         shaded = albedo
     else:
-        lit = slice(bounds[n_prims], bounds[n_prims + 2])
-        shaded = _shade(normals, view, cos_view, albedo, specular, light, world_from_camera, points, lit,
-                        prims, len(scene.objects))
+        receivers = slice(bounds[n_prims], bounds[n_prims + 2])  # the plane pixels
+        shaded = _shade(normals, view, cos_view, albedo, specular, light, world_from_camera, points, receivers,
+                        prims)
 
     # Scatter back to images.
     n_pixels = height * width
@@ -634,8 +633,7 @@ def _surface_albedo(prims, local, points, footprint, bounds, planes, world_from_
     return albedo, specular
 
 
-def _shade(normals, view, cos_view, albedo, specular, light: Light, world_from_camera, points, receivers,
-           prims, n_objects):
+def _shade(normals, view, cos_view, albedo, specular, light: Light, world_from_camera, points, receivers, prims):
     """Lambert + ambient + Blinn-Phong, with object shadows on the `receivers` (plane pixels).
 
     With unit light l, unit view ray v and a normal n facing the viewer (n.v = -cos_view), the
@@ -652,7 +650,7 @@ def _shade(normals, view, cos_view, albedo, specular, light: Light, world_from_c
     cos_half = (cos_light + cos_view) / np.sqrt(np.maximum(2.0 - 2.0 * (light32 @ view), 1e-12))
     lit = cos_light > 0.0
     if receivers.stop > receivers.start and prims:
-        lit[receivers] &= ~_shadowed(points[:, receivers], light_cam, prims, n_objects)
+        lit[receivers] &= ~_shadowed(points[:, receivers], light_cam, prims)
     intensity = float(light.intensity)
     diffuse = float(light.ambient) + intensity * np.where(lit, cos_light, 0.0)
     highlight = np.where(lit, np.maximum(cos_half, 0.0), 0.0)

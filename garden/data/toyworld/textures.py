@@ -102,12 +102,14 @@ def _lerp_weights(n: int, denominator: int, freq: float) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def _octave_weights(height: int, width: int, cells: float, octaves: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _octave_weights(height: int, width: int, cells: float, octaves: int) -> tuple[np.ndarray, ...]:
     """Interpolation weights of all octaves side by side, and the block-diagonal amplitudes.
 
-    Returns (wy [H, NY], wx [W, NX], amplitude [NY, NX]): octave k owns a diagonal block of the
-    lattice, weighted by 2^-k / sum(2^-j), and zeros elsewhere. Cached: it depends on the image
-    geometry only, not on the seed.
+    Returns (wy [H, NY], wx [W, NX], amplitude [NY, NX], lattice_y [NY], lattice_x [NX],
+    octave_x [NX]): octave k owns a diagonal block of the stacked lattice, weighted by
+    2^-k / sum(2^-j), with zeros elsewhere; lattice_* are each row's / column's coordinate within
+    its own octave's lattice, so the hashed values do not depend on the image size. Cached: it
+    depends on the image geometry only, not on the seed.
     """
     wys, wxs = [], []
     for octave in range(octaves):
@@ -120,7 +122,10 @@ def _octave_weights(height: int, width: int, cells: float, octaves: int) -> tupl
     for octave, (wy, wx) in enumerate(zip(wys, wxs)):
         amplitude[y:y + wy.shape[1], x:x + wx.shape[1]] = 0.5 ** octave / norm
         y, x = y + wy.shape[1], x + wx.shape[1]
-    arrays = (np.concatenate(wys, axis=1), np.concatenate(wxs, axis=1), amplitude)
+    arrays = (np.concatenate(wys, axis=1), np.concatenate(wxs, axis=1), amplitude,
+              np.concatenate([np.arange(w.shape[1]) for w in wys]),
+              np.concatenate([np.arange(w.shape[1]) for w in wxs]),
+              np.concatenate([np.full(w.shape[1], k) for k, w in enumerate(wxs)]))
     for a in arrays:
         a.flags.writeable = False
     return arrays
@@ -135,8 +140,9 @@ def fractal_noise_image(height: int, width: int, cells: float, octaves: int, see
     weights side by side and their lattices on a block diagonal makes the whole sum two matrix
     products and one hash of the stacked lattice.
     """
-    wy, wx, amplitude = _octave_weights(int(height), int(width), float(cells), int(octaves))
-    lattice = hash_uniform(np.arange(amplitude.shape[1])[None, :], np.arange(amplitude.shape[0])[:, None], 0, seed)
+    wy, wx, amplitude, lattice_y, lattice_x, octave_x = _octave_weights(int(height), int(width), float(cells),
+                                                                        int(octaves))
+    lattice = hash_uniform(lattice_x[None, :], lattice_y[:, None], octave_x[None, :], seed)
     return wy @ (lattice * amplitude) @ wx.T
 
 

@@ -154,6 +154,29 @@ def test_yaw_and_rotation_match_swapped_extents():
         np.testing.assert_allclose(result.normals, reference.normals, atol=1e-4)
 
 
+def test_camera_inside_a_solid_sees_its_inner_surface():
+    camera = Camera(position=(0.0, 0.0, 0.0), look_at=(1.0, 0.0, 0.0), fov_deg=40.0)
+    result = render(_scene(Primitive("ellipsoid", (0, 0, 0), (2.0, 2.0, 2.0), RED)), camera, Light(), SIZE, SIZE)
+    _check_invariants(result)
+    assert result.mask.all()
+    assert result.depth[CENTRE, CENTRE] == pytest.approx(2.0, abs=1e-5)
+    np.testing.assert_allclose(result.normals[CENTRE, CENTRE], [0.0, 0.0, -1.0], atol=1e-6)  # turned inwards
+    points = _camera_points(result, camera)
+    np.testing.assert_allclose(np.linalg.norm(points, axis=-1), 2.0, atol=1e-4)
+
+
+def test_primitives_behind_the_camera_are_not_seen():
+    camera = _along_x(3.0)
+    behind = _scene(Primitive("box", (5.0, 0, 0), (0.5, 0.5, 0.5), RED),
+                    Primitive("capsule", (4.0, 0, 0), (0.3, 0.3, 0.0), RED))  # a zero half-length: a ball
+    result = render(behind, camera, Light(), SIZE, SIZE)
+    assert not result.mask.any() and not result.depth.any()
+    # Straddling the camera plane: only the part in front shows (full-image window).
+    around = render(_scene(Primitive("box", (3.0, 0, 0), (0.2, 2.0, 2.0), RED)), camera, Light(), SIZE, SIZE)
+    assert around.mask.all()
+    np.testing.assert_allclose(around.depth, 0.2, atol=1e-5)
+
+
 def test_object_position_and_primitive_center_translate():
     camera = _along_x(4.0)
     a = render(_scene(Primitive("ellipsoid", (0, 0.3, 0.1), (0.3, 0.3, 0.3), RED)), camera, Light(), SIZE, SIZE)
@@ -365,6 +388,19 @@ def test_backgrounds_are_deterministic_images(kind):
     else:
         assert a.std(axis=(0, 1)).max() > 0.05
         assert not np.array_equal(a, textures.background_image(Background(kind, colors, seed=12), 40, 56))
+
+
+@pytest.mark.parametrize("kind", ["noise", "clutter"])
+def test_backgrounds_do_not_depend_on_the_image_size(kind):
+    """Backdrops live in coordinates normalised by the image height: a wider image extends the
+    picture to the right, a finer one samples the same picture more densely."""
+    background = Background(kind, ((0.2, 0.4, 0.8), (0.9, 0.8, 0.5)), seed=4)
+    small = textures.background_image(background, 32, 32)
+    if kind == "noise":
+        np.testing.assert_allclose(textures.background_image(background, 32, 48)[:, :32], small, atol=1e-6)
+    fine = textures.background_image(background, 64, 64)
+    coarse = fine.reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))
+    assert np.abs(coarse - small).mean() < 0.05
 
 
 def test_background_shows_where_rays_miss():
