@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from export.errors import ExportError
+
 # tf2onnx's default opset range is the one its CI covers (anchors.md section 7).
 DEFAULT_OPSET = 17
 
@@ -15,6 +17,9 @@ def write_onnx(serving_fn, signature: dict, path: str, opset: int = DEFAULT_OPSE
 
     model_proto, _ = tf2onnx.convert.from_function(serving_fn, input_signature=[signature], opset=opset)
     onnx.checker.check_model(model_proto, full_check=True)
+    names = [i.name for i in model_proto.graph.input]
+    if sorted(names) != sorted(signature):
+        raise ExportError(f"ONNX inputs are named {names}, not after the serving inputs {sorted(signature)}")
     onnx.save(model_proto, path)
 
 

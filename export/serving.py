@@ -20,8 +20,10 @@ def serving_signature(task) -> dict[str, tf.TensorSpec]:
 def serving_function(task) -> tf.types.experimental.PolymorphicFunction:
     signature = serving_signature(task)
 
-    def serve(inputs):
-        return task.serve(inputs)
+    # The parameter's name prefixes graph input names when it equals a key ("inputs" would
+    # become "inputs_inputs" in ONNX), so it is one no task uses as a serving input.
+    def serve(_garden_serving_inputs):
+        return task.serve(_garden_serving_inputs)
 
     return tf.function(serve, input_signature=[signature])
 

@@ -11,6 +11,7 @@
 import importlib
 import pkgutil
 
+import numpy as np
 import pytest
 
 import garden.nn
@@ -203,3 +204,11 @@ CODE_PATHS = {
 def test_code_path_invariants(case, tmp_path):
     factory, shape, backbone_kwargs = CODE_PATHS[case]
     inv.check_model_invariants(factory, shape, tmp_path, backbone_kwargs=backbone_kwargs)
+
+
+@pytest.mark.parametrize("case", sorted(CODE_PATHS))
+def test_code_path_exports_with_parity(case, tmp_path):
+    """SavedModel and ONNX outputs equal the Keras model's, for every backbone code path."""
+    factory, shape, _ = CODE_PATHS[case]
+    x = np.random.default_rng(0).normal(size=(2, *shape)).astype("float32")
+    inv.check_export_parity(factory(), x, tmp_path)
