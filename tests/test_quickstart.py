@@ -7,7 +7,7 @@ TensorBoard train and validation logs, metrics.json, the SavedModel in TF Servin
 ONNX model and a manifest whose parity figures are within the tolerance. Both exported models
 are then loaded and run on raw uint8 images.
 
-The `slow` test runs the config as it is (about 2.5 min of CPU time, dataset generation
+The `slow` test runs the config as it is (about 2 min of CPU time, dataset generation
 included) and checks that the network really learns: the header of configs/quickstart.yaml
 states the test accuracy measured with it.
 """
@@ -33,7 +33,8 @@ TINY = [
     "trainer.schedule.warmup_epochs=0",  # a 1-epoch warm-up is refused on a 1-epoch run
 ]
 
-# Measured test accuracy of the full config: 0.845 and 0.863 (two runs, seed 0; chance is 0.10).
+# Measured test accuracy of the full config (seed 0, op determinism off): 0.845, 0.863 and four times
+# 0.878; chance is 0.10. The threshold leaves room for other machines and library versions.
 MIN_FULL_ACCURACY = 0.70
 
 

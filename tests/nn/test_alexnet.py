@@ -1,7 +1,6 @@
 """AlexNet-BN-PReLU of seed 000 (specs/seeds_000_001.md A.2.1): exact count and layout."""
 
 import keras
-import numpy as np
 import pytest
 
 from garden.nn import alexnet
@@ -58,18 +57,5 @@ def test_head_variants_share_the_trunk():
 def test_grouped_convolutions_export_to_onnx(tmp_path):
     """Keras' grouped Conv2D runs an XLA function on a TF CPU that tf2onnx cannot convert; the
     garden's `Conv` splits the groups, so the Caffe AlexNet exports (parity ~1e-7)."""
-    pytest.importorskip("tf2onnx")
-    pytest.importorskip("onnxruntime")
-    import tensorflow as tf
-
-    from export.onnx_model import run_onnx, write_onnx
-
     model = alexnet.alexnet_bn(width_multiplier=0.125, fc_width=16, num_classes=3)
-    x = inv.random_inputs((67, 67, 3))
-    expected = model(x).numpy()
-    spec = {"images": tf.TensorSpec((None, 67, 67, 3), tf.float32)}
-    serve = tf.function(lambda inputs: {"logits": model(inputs["images"])}, input_signature=[spec])
-    path = str(tmp_path / "alexnet.onnx")
-    write_onnx(serve, spec, path)
-    (got,) = run_onnx(path, {"inputs_images": x}).values()
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    inv.check_export_parity(model, inv.random_inputs((67, 67, 3)), tmp_path, atol=1e-5)

@@ -346,9 +346,12 @@ def _prepare(scene: Scene, world_from_camera: np.ndarray, camera_position: np.nd
     camera_from_object = camera_from_world @ np.array(object_rows)
     object_in_camera = np.array(object_offsets) @ world_from_camera
     owner = [index for index, _ in owned]
-    local_rows = np.array([prim.rotation + (prim.center,) for _, prim in owned], np.float64)  # [P, 4, 3]
-    # Local -> camera rotation and origin, one batched product: [R | c] -> camera_from_object @ [R | c].
-    placed = camera_from_object[owner] @ local_rows.transpose(0, 2, 1)  # [P, 3, 4]
+    # [R | c] per primitive: `rotation` holds the rows of the local -> object matrix R (scene.py),
+    # so a local point p sits at R @ p + c in the object frame (as toys.primitive_corners has it).
+    local_rows = np.array([tuple(row) + (center,) for _, prim in owned
+                           for row, center in zip(prim.rotation, prim.center)], np.float64).reshape(-1, 3, 4)
+    # Local -> camera rotation and origin, one batched product: camera_from_object @ [R | c].
+    placed = camera_from_object[owner] @ local_rows  # [P, 3, 4]
     camera_from_local = placed[:, :, :3]
     local_in_camera = placed[:, :, 3] + object_in_camera[owner]
     to_normalised = camera_from_local.transpose(0, 2, 1) / scale[:, :, None]  # diag(1/s) @ local_from_camera
@@ -389,11 +392,19 @@ def _camera_rays(height: int, width: int, fov_deg: float) -> tuple[np.ndarray, n
 # Visibility.
 # --------------------------------------------------------------------------------------------
 
-def _cast_plane(depth, ident, surface_id, xs, ys, normal_cam, numerator):
-    """Plane n.p = h (camera-frame normal n): t = (h - n.c) / (n.d) for every pixel ray d."""
+def _cast_plane(depth, ident, surface_id, xs, ys, normal_cam, numerator, up_cam=None, z_range=None):
+    """Plane n.p = h (camera-frame normal n): t = (h - n.c) / (n.d) for every pixel ray d.
+
+    With `z_range` = (camera height above the band's bottom, band height), only hits whose world
+    z lies in the band count: z - z0 = camera term + t * (u.d), u the world up in camera frame.
+    """
     denom = (float(normal_cam[1]) * ys + float(normal_cam[2]))[:, None] + float(normal_cam[0]) * xs[None, :]
     t = numerator / denom
     closer = (t > EPS) & (t < depth)
+    if z_range is not None:
+        rise = (float(up_cam[1]) * ys + float(up_cam[2]))[:, None] + float(up_cam[0]) * xs[None, :]
+        z = z_range[0] + t * rise  # world height of the hit above the band's bottom
+        closer &= (z >= 0.0) & (z <= z_range[1])
     np.copyto(depth, t, where=closer)
     np.copyto(ident, surface_id, where=closer)
 
@@ -454,14 +465,14 @@ def _shadowed(points: np.ndarray, light: np.ndarray, prims: list[_Prim]) -> np.n
         near = np.flatnonzero(mask)
         if near.size == 0:
             continue
-        sub = points[:, near]
+        sub = np.take(points, near, axis=1)
         blocked = np.zeros(near.size, bool)
-        for k, prim_mask in zip(range(a, b), _in_shadow_boxes(q[:, near], box_lo[a:b], box_hi[a:b])):
+        for k, prim_mask in zip(range(a, b), _in_shadow_boxes(np.take(q, near, axis=1), box_lo[a:b], box_hi[a:b])):
             close = np.flatnonzero(prim_mask)
             if close.size == 0:
                 continue
             prim = prims[k]
-            o = prim.to_normalised @ sub[:, close] + prim.offset
+            o = prim.to_normalised @ np.take(sub, close, axis=1) + prim.offset
             d = prim.to_normalised @ light32  # np.float32 scalars keep the arithmetic in float32
             # Entry-only: a visible plane point is never inside a solid.
             blocked[close[_HIT[prim.kind](o, (d[0], d[1], d[2]), prim.param, True) < _INF]] = True
@@ -496,6 +507,7 @@ class _Plane(NamedTuple):
     material: Material
     surface_id: int
     texture_axes: tuple[int, int, int]  # world axes as texture coordinates: (in-plane, normal, in-plane)
+    top: float = math.inf  # the plane spans 0 <= world z <= top (the wall); inf: unbounded
 
 
 def _render(scene: Scene, camera: Camera, light: Light, height: int, width: int) -> RenderResult:
@@ -510,15 +522,19 @@ def _render(scene: Scene, camera: Camera, light: Light, height: int, width: int)
     if scene.ground is not None:  # z = 0; stripes run along world x
         planes.append(_Plane((0.0, 0.0, 1.0), 0.0, scene.ground, n_prims, (1, 2, 0)))
     if scene.wall is not None:  # x = -wall_distance; stripes run along world y (vertical bands)
-        planes.append(_Plane((1.0, 0.0, 0.0), -float(scene.wall_distance), scene.wall, n_prims + 1, (2, 0, 1)))
+        planes.append(_Plane((1.0, 0.0, 0.0), -float(scene.wall_distance), scene.wall, n_prims + 1, (2, 0, 1),
+                             float(scene.wall_height)))
 
     # Visibility: the nearest hit of every pixel and the id of its surface (-1: nothing).
     depth = np.full((height, width), _INF, np.float32)
     ident = np.full((height, width), -1, np.int8 if n_prims < 120 else np.int32)
     for plane in planes:
         normal_cam = world_from_camera.T @ plane.normal
+        bounded = math.isfinite(plane.top)  # the wall: rays over its top see the sky
         _cast_plane(depth, ident, plane.surface_id, xs, ys, normal_cam,
-                    plane.offset - float(np.dot(plane.normal, camera_position)))
+                    plane.offset - float(np.dot(plane.normal, camera_position)),
+                    world_from_camera[2] if bounded else None,
+                    (float(camera_position[2]), plane.top) if bounded else None)
     rays, unit_rays = _camera_rays(height, width, fov)
     for k, prim in enumerate(prims):
         if prim.window is not None:
@@ -532,7 +548,7 @@ def _render(scene: Scene, camera: Camera, light: Light, height: int, width: int)
     bounds = [b - n_sky for b in bounds]  # surface k occupies hit[bounds[k]:bounds[k + 1]]
     hit = order[n_sky:]
     t_hit = depth.ravel()[hit]
-    view = unit_rays[:, hit]  # unit view rays [3, N]
+    view = np.take(unit_rays, hit, axis=1)  # unit view rays [3, N] (take: ~4x faster than [:, hit])
     distance = t_hit / view[2]  # along the ray: the ray (x, y, 1) has length 1 / unit_z
     points = view * distance  # camera-frame hit points [3, N]
 
@@ -555,9 +571,11 @@ def _render(scene: Scene, camera: Camera, light: Light, height: int, width: int)
         rgb = textures.background_image(scene.background, height, width).reshape(n_pixels, 3).copy()
     else:
         rgb = np.empty((n_pixels, 3), np.float32)
-    rgb[hit] = shaded.T
+    # Scatter [3, N] columns into [H*W, 3] rows through flat indices (faster than rgb[hit] = .T).
+    flat_index = hit * 3 + np.arange(3)[:, None]
+    rgb.reshape(-1)[flat_index] = shaded
     normal_image = np.zeros((n_pixels, 3), np.float32)
-    normal_image[hit] = normals.T
+    normal_image.reshape(-1)[flat_index] = normals
     classes = np.array([SKY_CLASS] + [scene.objects[p.obj].class_id for p in prims] + [GROUND_CLASS, WALL_CLASS],
                        np.int32)
     instances = np.array([0] + [scene.objects[p.obj].instance_id for p in prims] + [0, 0], np.int32)

@@ -88,7 +88,7 @@ class Light:
 
 @dataclasses.dataclass(frozen=True)
 class Background:
-    """What rays that hit nothing (or the wall, when present) show."""
+    """What rays that hit nothing (sky: above the horizon or over the top of the wall) show."""
 
     kind: BackgroundKind = "plain"
     colors: tuple[tuple[float, float, float], ...] = ((0.55, 0.7, 0.9),)
@@ -102,6 +102,7 @@ class Scene:
     ground: Material | None = None  # None: no ground plane (objects float on the background)
     wall: Material | None = None  # vertical plane behind the objects (scenes variant)
     wall_distance: float = 4.0  # the wall is the plane x = -wall_distance
+    wall_height: float = 1.5  # the wall spans 0 <= z <= wall_height; rays above it see the background
     flat_shading: bool = False  # "clean" style: albedo only, no lighting or highlight
 
 

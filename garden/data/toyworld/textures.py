@@ -186,7 +186,7 @@ def surface_albedo(material: Material, points: np.ndarray,
         # Full contrast while a pixel covers under half a cell, none beyond 1.5 cells.
         contrast = np.clip(1.5 - footprint * (2.0 / scale), 0.0, 1.0)
         w = 0.5 + (w - 0.5) * contrast
-    return color + (other - color) * w.astype(np.float32)
+    return color + (other - color) * w.astype(np.float32, copy=False)
 
 
 def _palette(colors: tuple[tuple[float, float, float], ...], minimum: int) -> np.ndarray:

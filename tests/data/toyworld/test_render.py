@@ -146,7 +146,8 @@ def test_yaw_and_rotation_match_swapped_extents():
     reference = render(_scene(Primitive("box", (0, 0, 0.2), (0.2, 0.5, 0.3), RED)), camera, Light(), SIZE, SIZE)
     swapped = Primitive("box", (0, 0, 0.2), (0.5, 0.2, 0.3), RED)
     yawed = Scene(objects=(SceneObject((swapped,), class_id=3, instance_id=1, yaw=math.pi / 2),))
-    rotated = _scene(dataclasses.replace(swapped, rotation=geometry.as_rotation_tuple(geometry.rotation_z(math.pi / 2))))
+    quarter_turn = geometry.as_rotation_tuple(geometry.rotation_z(math.pi / 2))
+    rotated = _scene(dataclasses.replace(swapped, rotation=quarter_turn))
     for scene in (yawed, rotated):
         result = render(scene, camera, Light(), SIZE, SIZE)
         assert np.array_equal(result.mask, reference.mask)
@@ -205,13 +206,40 @@ def test_ground_plane_depth_is_the_ray_plane_value():
 
 
 def test_wall_plane_depth_class_and_normal():
-    camera = _along_x(3.0, height=1.0)
-    scene = Scene(objects=(), wall=Material((0.6, 0.6, 0.7)), wall_distance=2.0)
+    camera = _along_x(3.0, height=2.0)  # sees the wall from z = 0.18 to 3.82
+    scene = Scene(objects=(), wall=Material((0.6, 0.6, 0.7)), wall_distance=2.0, wall_height=4.0)
     result = render(scene, camera, Light(), SIZE, SIZE)
     _check_invariants(result)
     assert np.all(result.segmentation == WALL_CLASS)
     np.testing.assert_allclose(result.depth, 5.0, rtol=1e-6)  # the wall faces the camera head-on
     np.testing.assert_allclose(result.normals.reshape(-1, 3), np.broadcast_to([0, 0, -1], (SIZE * SIZE, 3)), atol=1e-6)
+
+
+def test_wall_has_a_top_and_rays_above_it_see_the_sky():
+    camera = _along_x(3.0, height=1.0)  # looks head-on at the wall x = -2, 5 m away
+    scene = Scene(objects=(SceneObject((Primitive("ellipsoid", (0, 0, 0.5), (0.3, 0.3, 0.8), RED),),
+                                       class_id=3, instance_id=1, position=(-1.6, 0.0, 0.0)),),
+                  wall=Material((0.6, 0.6, 0.7)), wall_distance=2.0, wall_height=0.5)
+    result = render(scene, camera, Light(direction=(1.0, 0.3, 0.3)), SIZE, SIZE)
+    _check_invariants(result)
+    _, ys = geometry.pixel_grid(SIZE, SIZE, camera.fov_deg)
+    z_at_wall = 1.0 - 5.0 * ys.astype(np.float64)  # camera y is world -z; depth 5 on the wall
+    edge = 0  # a pixel column clear of the ellipsoid
+    above, on = z_at_wall > 0.52, (z_at_wall > 0.02) & (z_at_wall < 0.48)
+    assert above.any() and on.any()
+    assert np.all(result.segmentation[above, edge] == SKY_CLASS) and np.all(result.depth[above, edge] == 0)
+    assert np.all(result.segmentation[on, edge] == WALL_CLASS)
+    # Analytic depth of the wall below its top: camera-frame z of the plane x = -2 is 5.
+    np.testing.assert_allclose(result.depth[on, edge], 5.0, rtol=1e-6)
+    below = z_at_wall < -0.02  # no ground: below z = 0 there is no wall either
+    assert np.all(result.segmentation[below, edge] == SKY_CLASS)
+    # The light comes from +x (and a little +y), so the ellipsoid (up to z = 1.3) casts its
+    # shadow onto the wall beside it; it darkens wall pixels only, never the sky over the top.
+    wall = result.segmentation == WALL_CLASS
+    shadowed = wall & (result.rgb.sum(axis=-1) < result.rgb[wall].sum(axis=-1).max() - 0.3)
+    assert shadowed.any() and not shadowed[:, edge].any()
+    sky = result.segmentation == SKY_CLASS
+    assert np.allclose(result.rgb[sky], result.rgb[0, 0])
 
 
 # ------------------------------------------------------------------------------------------
@@ -328,14 +356,26 @@ def test_objects_cast_shadows_on_the_ground():
     np.testing.assert_allclose(result.rgb[away], 0.5 * (0.2 + 0.8), atol=1e-5)
 
 
+def test_local_rotation_maps_local_points_as_documented():
+    """`Primitive.rotation` holds the rows of R, local -> object: the local +z end of a capsule
+    tilted by rotation_y(a) leans towards +x (where R @ (0, 0, L) puts it), as toys.py builds."""
+    tilt = geometry.as_rotation_tuple(geometry.rotation_y(0.6))
+    capsule = Primitive("capsule", (0, 0, 0), (0.05, 0.05, 0.5), RED, rotation=tilt)
+    camera = Camera(position=(0.0, 5.0, 0.0), look_at=(0.0, 0.0, 0.0), fov_deg=40.0)  # image right = world -x
+    result = render(_scene(capsule), camera, Light(), SIZE, SIZE)
+    rows = np.flatnonzero(result.mask.any(axis=1))
+    top, bottom = np.flatnonzero(result.mask[rows[0]]).mean(), np.flatnonzero(result.mask[rows[-1]]).mean()
+    assert top < CENTRE < bottom  # the upper end is on the +x (image left) side
+
+
 @pytest.mark.parametrize("texture", ["stripes", "checker", "noise"])
 def test_textures_differ_from_solid_and_stay_in_range(texture):
     camera = _along_x(2.5)
     base = dict(color=(0.8, 0.2, 0.2), texture_color=(0.1, 0.3, 0.9), texture_scale=0.15, specular=0.0)
     shape = Primitive("ellipsoid", (0, 0, 0), (0.5, 0.5, 0.5), Material(**base))
     solid = render(_scene(shape, flat_shading=True), camera, Light(), SIZE, SIZE)
-    patterned = render(_scene(dataclasses.replace(shape, material=Material(texture=texture, **base)), flat_shading=True),
-                       camera, Light(), SIZE, SIZE)
+    textured = dataclasses.replace(shape, material=Material(texture=texture, **base))
+    patterned = render(_scene(textured, flat_shading=True), camera, Light(), SIZE, SIZE)
     _check_invariants(patterned)
     obj = patterned.mask.astype(bool)
     differs = np.abs(patterned.rgb - solid.rgb).max(axis=-1)[obj] > 0.05
@@ -354,7 +394,8 @@ def test_surface_albedo_patterns():
     np.testing.assert_allclose(stripes[0], [1, 0, 1, 0])  # half a period (5 cm) per stripe along z
     checker = textures.surface_albedo(dataclasses.replace(material, texture="checker"), points)
     np.testing.assert_allclose(checker[0], [1, 1, 1, 1])  # x and z cells flip together
-    noise = textures.surface_albedo(dataclasses.replace(material, texture="noise"), np.random.default_rng(0).uniform(-1, 1, (3, 500)).astype(np.float32))
+    cloud = np.random.default_rng(0).uniform(-1, 1, (3, 500)).astype(np.float32)
+    noise = textures.surface_albedo(dataclasses.replace(material, texture="noise"), cloud)
     assert noise.shape == (3, 500) and np.all((noise >= 0) & (noise <= 1)) and noise[0].std() > 0.1
 
 

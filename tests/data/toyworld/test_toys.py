@@ -94,3 +94,25 @@ def test_bad_arguments():
 def test_golden_parameters():
     payload = json.dumps([_params(toys.build_toy(c, i)) for c in range(len(toys.CATEGORIES)) for i in (0, 7)])
     assert hashlib.sha256(payload.encode()).hexdigest() == GOLDEN_TOYS_SHA256
+
+
+def _local_to_object(p, point) -> np.ndarray:
+    """Where the local point of primitive p sits in the object frame: R @ point + center, the
+    convention of scene.Primitive that render.py and toys.primitive_corners share."""
+    return np.asarray(p.rotation, dtype=np.float64) @ np.asarray(point, dtype=np.float64) + np.asarray(p.center)
+
+
+def test_lamp_shade_hangs_from_the_arm_tip():
+    lamp = toys.CATEGORIES.index("lamp")
+    for instance in range(20):
+        base, lower, upper, shade = toys.build_toy(lamp, instance)
+        assert (lower.kind, upper.kind, shade.kind) == ("capsule", "capsule", "cone")
+        # The arms chain up: the lower arm's top end is the upper arm's bottom end.
+        elbow_low = _local_to_object(lower, (0.0, 0.0, lower.size[2]))
+        elbow_up = _local_to_object(upper, (0.0, 0.0, -upper.size[2]))
+        assert np.linalg.norm(elbow_low - elbow_up) < 1e-3, instance
+        tip = _local_to_object(upper, (0.0, 0.0, upper.size[2]))  # the far end of the upper arm
+        apex = _local_to_object(shade, (0.0, 0.0, shade.size[2]))  # where the shade is attached
+        assert np.linalg.norm(apex - tip) < 0.01, (instance, apex, tip)
+        # The shade opens forward-down: its base lies below and in front of the apex.
+        assert shade.center[2] < apex[2] and shade.center[0] > apex[0], instance

@@ -28,7 +28,7 @@ from garden.errors import unknown_choice
 # moves a pixel or a label, or a change in the order of random draws. The TFDS cache key
 # includes it, so a bump regenerates the caches; a missing bump silently serves stale data.
 # Pure refactors, docs and new options whose default keeps the old output need no bump.
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 SPLIT_IDS: dict[str, int] = {name: i for i, name in enumerate(SPLITS)}

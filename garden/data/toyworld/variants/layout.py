@@ -15,6 +15,7 @@ GROUND_BASE = (0.5, 0.52, 0.42)
 WALL_BASE = (0.78, 0.74, 0.68)
 SKY_BASE = (0.6, 0.75, 0.92)
 WALL_DISTANCE = 4.0  # the wall is the plane x = -4; cameras stay on the +x side of the toys
+WALL_HEIGHT = 1.0  # metres: low enough for the sky to show above it at most default elevations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +68,9 @@ def stage(style: str, rng: np.random.Generator) -> tuple[Material, Material, Bac
 
 
 def make_scene(objects: list[SceneObject], style: str, ground: Material, wall: Material | None,
-               sky: Background) -> Scene:
+               sky: Background, wall_height: float = WALL_HEIGHT) -> Scene:
     return Scene(objects=tuple(objects), background=sky, ground=ground, wall=wall,
-                 wall_distance=WALL_DISTANCE, flat_shading=style == "clean")
+                 wall_distance=WALL_DISTANCE, wall_height=float(wall_height), flat_shading=style == "clean")
 
 
 def boxes(instance_map: np.ndarray, segmentation: np.ndarray) -> dict[str, np.ndarray]:

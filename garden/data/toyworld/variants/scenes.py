@@ -6,9 +6,9 @@ normals, the things mask and tight boxes from the instance masks. Toys stand on 
 without overlapping (footprint discs), are rescaled so that sizes vary, and the camera looks
 down on them from a random azimuth (on the open side, away from the wall) and elevation.
 
-The renderer's wall is an unbounded plane, so behind a wall no sky shows. Hence the wall is
-there in `wall_probability` of the scenes only; without it the sky shows above the horizon
-whenever the camera pitch is below half the vertical field of view (low elevations).
+The wall is `wall_height` metres tall (1 m) and there in `wall_probability` of the scenes (all
+by default). The sky shows over it whenever the camera pitch is below about half the vertical
+field of view: at the default elevations (6-28 degrees) in about 80% of the images.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ class Options(common.BaseOptions):
     scale_range: tuple[float, float] = Field((0.6, 1.3), description="toy scale factors, 0.2 <= low <= high <= 2")
     area_half_extent: float = Field(1.2, ge=0.5, le=3.0, description="toys stand in [-a, a]^2 metres")
     azimuth_range: float = Field(45.0, ge=0.0, le=70.0, description="camera azimuth in [-r, r] degrees")
-    elevation_range: tuple[float, float] = Field((8.0, 40.0), description="camera elevation, degrees")
-    wall_probability: float = Field(0.5, ge=0.0, le=1.0, description="chance of a wall behind the toys")
+    elevation_range: tuple[float, float] = Field((6.0, 28.0), description="camera elevation, degrees")
+    wall_probability: float = Field(1.0, ge=0.0, le=1.0, description="chance of a wall behind the toys")
+    wall_height: float = Field(layout.WALL_HEIGHT, gt=0.0, le=20.0, description="wall height, metres")
 
     @model_validator(mode="after")
     def _check(self) -> "Options":
@@ -101,7 +102,8 @@ def make_example(options: Options, split: str, index: int) -> dict[str, np.ndarr
         spec = look.uniform(0.2, 0.5)
         objects = [dataclasses.replace(o, primitives=styling.with_specular(o.primitives, spec)) for o in objects]
     ground, wall, sky = layout.stage(style, look)
-    scene = layout.make_scene(objects, style, ground, wall if content["wall"] else None, sky)
+    scene = layout.make_scene(objects, style, ground, wall if content["wall"] else None, sky,
+                              options.wall_height)
     camera = _camera(options, content, style, look)
     light = styling.photo_light(look) if style == "photo" else Light()
     height, width = options.image_size

@@ -5,8 +5,9 @@ constant velocity plus noise and enter and leave the view; instance ids stay the
 the clip; per frame the image, semantic map, instance map and z-depth. Vehicles drive along
 their heading; towers, chairs and lamps stand still. Toys start without overlapping but are
 not collision-checked while they move (they may pass through each other, rarely). As in the
-scenes variant, the (unbounded) wall is there in `wall_probability` of the clips, and the sky
-shows above the horizon when the camera pitch is below half the vertical field of view.
+scenes variant, a wall `wall_height` metres tall is there in `wall_probability` of the clips
+(all by default), and the sky shows over it when the camera pitch is below about half the
+vertical field of view (at the default elevations in about 70% of the frames).
 
 Per-frame boxes: `boxes` is float32 [T, N, 4] over the N instances that are visible in at
 least one frame of the clip (sorted by id), with `box_labels` / `box_instances` int64 [N]
@@ -48,8 +49,9 @@ class Options(common.BaseOptions):
     motion_noise: float = Field(0.02, ge=0.0, le=0.5, description="std of the per-frame velocity noise, metres")
     camera_speed: float = Field(0.08, ge=0.0, le=1.0, description="max look-at drift, metres per frame")
     camera_turn: float = Field(4.0, ge=0.0, le=30.0, description="max azimuth change, degrees per frame")
-    elevation_range: tuple[float, float] = Field((6.0, 24.0), description="initial camera elevation, degrees")
-    wall_probability: float = Field(0.5, ge=0.0, le=1.0, description="chance of a wall behind the toys")
+    elevation_range: tuple[float, float] = Field((5.0, 18.0), description="initial camera elevation, degrees")
+    wall_probability: float = Field(1.0, ge=0.0, le=1.0, description="chance of a wall behind the toys")
+    wall_height: float = Field(layout.WALL_HEIGHT, gt=0.0, le=20.0, description="wall height, metres")
 
     @model_validator(mode="after")
     def _check(self) -> "Options":
@@ -151,7 +153,7 @@ def make_example(options: Options, split: str, index: int) -> dict[str, np.ndarr
         camera = Camera.orbit(float(cam["azimuth_deg"][t]), float(cam["elevation_deg"][t]), cam["distance"],
                               look_at=tuple(float(v) for v in look_at), fov_deg=FOV_DEG)
         scene = layout.make_scene(_frame_objects(content["tracks"], t, specular), style, ground,
-                                  wall if content["wall"] else None, sky)
+                                  wall if content["wall"] else None, sky, options.wall_height)
         result = render(scene, camera, light, height, width)
         stacks["image"].append(styling.finish(result.rgb, style, look))
         stacks["segmentation"].append(result.segmentation.astype(np.int32))
