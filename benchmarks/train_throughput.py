@@ -6,7 +6,8 @@ Cases, each with and without `jit_compile`, all timed in one process with interl
 that machine drift hits every model alike:
   resnet50  224x224, batch 16: garden `resnet50` (subclassed) vs `keras.applications.ResNet50`
             vs a functional model of exactly the garden architecture (stride on the 3x3, no conv bias)
-  resnet56  32x32, batch 128: garden `resnet56` (pre-activation CIFAR) vs its functional twin
+  resnet56  32x32, batch 128: garden `resnet56` (pre-activation CIFAR, 1x1 projection shortcuts at
+            stage entries) vs its functional twin
 Reports examples/s, the ratio garden / reference, and achieved training FLOP/s (3x the forward
 FLOPs from TF's graph profiler) as a fraction of this machine's measured fp32 matmul peak.
 Writes benchmarks/results/train_throughput.json and its section of docs/results/performance.md.
@@ -75,11 +76,11 @@ def functional_preact_cifar_resnet(depth: int = 56, num_classes: int = 10) -> ke
     return keras.Model(inputs, layers.Dense(num_classes)(x), name=f"functional_resnet{depth}")
 
 
-def garden_model(name: str, num_classes: int) -> keras.Model:
+def garden_model(name: str, num_classes: int, **kwargs) -> keras.Model:
     from garden.registry import MODELS, import_all
 
     import_all()
-    return MODELS.get(name)(num_classes=num_classes)
+    return MODELS.get(name)(num_classes=num_classes, **kwargs)
 
 
 CASES = {
@@ -88,7 +89,7 @@ CASES = {
                              "keras_applications": lambda: keras.applications.ResNet50(weights=None),
                              "functional": functional_resnet50}),
     "resnet56": dict(shape=(32, 32, 3), batch=128, classes=10, reference="functional",
-                     models={"garden": lambda: garden_model("resnet56", 10),
+                     models={"garden": lambda: garden_model("resnet56", 10, shortcut="projection"),
                              "functional": functional_preact_cifar_resnet}),
 }
 

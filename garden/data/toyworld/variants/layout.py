@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from garden.data.toyworld import toys
 from garden.data.toyworld.geometry import boxes_from_instance_map
 from garden.data.toyworld.scene import Background, Material, Primitive, Scene, SceneObject
-from garden.data.toyworld.variants import styling
+from garden.data.toyworld.variants import common, styling
 
 GROUND_BASE = (0.5, 0.52, 0.42)
 WALL_BASE = (0.78, 0.74, 0.68)
@@ -25,6 +26,38 @@ class Toy:
     primitives: tuple[Primitive, ...]
     radius: float  # footprint radius in metres, after scaling
 
+
+
+def check_ordered(name: str, value: tuple[float, float], lowest: float, highest: float) -> None:
+    """A (low, high) option must satisfy lowest <= low <= high <= highest."""
+    low, high = value
+    if not lowest <= low <= high <= highest:
+        raise ValueError(f"{name} must satisfy {lowest:g} <= low <= high <= {highest:g}, got {value}")
+
+
+class LayoutOptions(common.BaseOptions):
+    """Options of the variants that stand several toys before a wall (scenes, video).
+
+    Each variant re-declares the fields whose defaults (or descriptions) differ for it.
+    """
+
+    min_objects: int = Field(1, ge=1, le=12)
+    max_objects: int = Field(6, ge=1, le=12)
+    num_categories: int = Field(len(toys.CATEGORIES), ge=1, le=len(toys.CATEGORIES))
+    instances_per_category: int = Field(20, ge=1, le=1000)
+    scale_range: tuple[float, float] = Field((0.6, 1.3), description="toy scale factors, 0.2 <= low <= high <= 2")
+    area_half_extent: float = Field(1.2, ge=0.5, le=4.0, description="toys stand in [-a, a]^2 metres")
+    elevation_range: tuple[float, float] = Field((6.0, 28.0), description="camera elevation, degrees")
+    wall_probability: float = Field(1.0, ge=0.0, le=1.0, description="chance of a wall behind the toys")
+    wall_height: float = Field(WALL_HEIGHT, gt=0.0, le=20.0, description="wall height, metres")
+
+    @model_validator(mode="after")
+    def _check_layout(self) -> "LayoutOptions":
+        if self.min_objects > self.max_objects:
+            raise ValueError(f"min_objects ({self.min_objects}) exceeds max_objects ({self.max_objects})")
+        check_ordered("scale_range", self.scale_range, 0.2, 2.0)
+        check_ordered("elevation_range", self.elevation_range, 5.0, 80.0)
+        return self
 
 def sample_toy(rng: np.random.Generator, num_categories: int, instances_per_category: int,
                scale_range: tuple[float, float]) -> Toy:

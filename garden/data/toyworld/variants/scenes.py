@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from garden.data.toyworld import toys
 from garden.data.toyworld.render import render
@@ -28,33 +28,13 @@ FOV_DEG = 45.0
 LOOK_AT_HEIGHT = 0.2
 
 
-class Options(common.BaseOptions):
+class Options(layout.LayoutOptions):
     image_size: common.ImageSize = (128, 128)
     num_train: int = Field(1000, ge=0, le=1_000_000)
     num_validation: int = Field(100, ge=0, le=1_000_000)
     num_test: int = Field(200, ge=0, le=1_000_000)
-    min_objects: int = Field(1, ge=1, le=12)
-    max_objects: int = Field(6, ge=1, le=12)
-    num_categories: int = Field(len(toys.CATEGORIES), ge=1, le=len(toys.CATEGORIES))
-    instances_per_category: int = Field(20, ge=1, le=1000)
-    scale_range: tuple[float, float] = Field((0.6, 1.3), description="toy scale factors, 0.2 <= low <= high <= 2")
     area_half_extent: float = Field(1.2, ge=0.5, le=3.0, description="toys stand in [-a, a]^2 metres")
     azimuth_range: float = Field(45.0, ge=0.0, le=70.0, description="camera azimuth in [-r, r] degrees")
-    elevation_range: tuple[float, float] = Field((6.0, 28.0), description="camera elevation, degrees")
-    wall_probability: float = Field(1.0, ge=0.0, le=1.0, description="chance of a wall behind the toys")
-    wall_height: float = Field(layout.WALL_HEIGHT, gt=0.0, le=20.0, description="wall height, metres")
-
-    @model_validator(mode="after")
-    def _check(self) -> "Options":
-        if self.min_objects > self.max_objects:
-            raise ValueError(f"min_objects ({self.min_objects}) exceeds max_objects ({self.max_objects})")
-        low, high = self.scale_range
-        if not 0.2 <= low <= high <= 2.0:
-            raise ValueError(f"scale_range must satisfy 0.2 <= low <= high <= 2, got {self.scale_range}")
-        low, high = self.elevation_range
-        if not 5.0 <= low <= high <= 80.0:
-            raise ValueError(f"elevation_range must satisfy 5 <= low <= high <= 80, got {self.elevation_range}")
-        return self
 
 
 def sample_content(options: Options, split: str, index: int) -> dict:

@@ -33,7 +33,7 @@ FOV_DEG = 45.0
 LOOK_AT_HEIGHT = 0.2
 
 
-class Options(common.BaseOptions):
+class Options(layout.LayoutOptions):
     image_size: common.ImageSize = (64, 96)
     num_train: int = Field(200, ge=0, le=100_000)
     num_validation: int = Field(20, ge=0, le=100_000)
@@ -41,31 +41,17 @@ class Options(common.BaseOptions):
     num_frames: int = Field(6, ge=1, le=64)
     min_objects: int = Field(2, ge=1, le=12)
     max_objects: int = Field(5, ge=1, le=12)
-    num_categories: int = Field(len(toys.CATEGORIES), ge=1, le=len(toys.CATEGORIES))
-    instances_per_category: int = Field(20, ge=1, le=1000)
     scale_range: tuple[float, float] = Field((0.6, 1.1), description="toy scale factors, 0.2 <= low <= high <= 2")
     area_half_extent: float = Field(2.0, ge=0.5, le=4.0, description="toys start in [-a, a]^2 metres")
+    elevation_range: tuple[float, float] = Field((5.0, 18.0), description="initial camera elevation, degrees")
     speed_range: tuple[float, float] = Field((0.08, 0.25), description="metres per frame, 0 <= low <= high")
     motion_noise: float = Field(0.02, ge=0.0, le=0.5, description="std of the per-frame velocity noise, metres")
     camera_speed: float = Field(0.08, ge=0.0, le=1.0, description="max look-at drift, metres per frame")
     camera_turn: float = Field(4.0, ge=0.0, le=30.0, description="max azimuth change, degrees per frame")
-    elevation_range: tuple[float, float] = Field((5.0, 18.0), description="initial camera elevation, degrees")
-    wall_probability: float = Field(1.0, ge=0.0, le=1.0, description="chance of a wall behind the toys")
-    wall_height: float = Field(layout.WALL_HEIGHT, gt=0.0, le=20.0, description="wall height, metres")
 
     @model_validator(mode="after")
-    def _check(self) -> "Options":
-        if self.min_objects > self.max_objects:
-            raise ValueError(f"min_objects ({self.min_objects}) exceeds max_objects ({self.max_objects})")
-        low, high = self.scale_range
-        if not 0.2 <= low <= high <= 2.0:
-            raise ValueError(f"scale_range must satisfy 0.2 <= low <= high <= 2, got {self.scale_range}")
-        low, high = self.speed_range
-        if not 0.0 <= low <= high <= 2.0:
-            raise ValueError(f"speed_range must satisfy 0 <= low <= high <= 2, got {self.speed_range}")
-        low, high = self.elevation_range
-        if not 5.0 <= low <= high <= 80.0:
-            raise ValueError(f"elevation_range must satisfy 5 <= low <= high <= 80, got {self.elevation_range}")
+    def _check_motion(self) -> "Options":
+        layout.check_ordered("speed_range", self.speed_range, 0.0, 2.0)
         return self
 
 
