@@ -217,7 +217,25 @@ def main(argv=None) -> dict:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
+    _write_markdown(report)
     return report
+
+
+def _write_markdown(report: dict) -> None:
+    """This benchmark's section of docs/results/data.md."""
+    from benchmarks.common import markdown_table, update_markdown_section
+
+    rows = [{"case": name, "pixels": f"{r['size']}x{r['size']}", "images_per_s": r["images_per_s_undisturbed"],
+             "ms_per_image": r["ms_per_image_undisturbed"], "cpu_best_pass": r["images_per_s_cpu_best_pass"],
+             "cpu_median_pass": r["images_per_s_cpu_median_pass"]} for name, r in report["cases"].items()]
+    body = (f"### Toyworld rendering speed\n\n`{report['command'].strip()}`: one thread; `images_per_s` is the "
+            f"best-of-repeats time per image (least disturbed by other jobs), the pass columns are images per "
+            f"CPU-second over whole passes. Target: objects64 >= {TARGET_64:.0f} images/s on one core "
+            f"(met: {report['meets_target_undisturbed'] or report['meets_target_best_pass']}). "
+            f"Load average {report['load_average'][0]:.1f} on {report['cpu_count']} CPUs.\n\n"
+            + markdown_table(rows, list(rows[0])))
+    update_markdown_section(str(pathlib.Path(__file__).resolve().parents[1] / "docs" / "results" / "data.md"),
+                            "toyworld_render_speed", body)
 
 
 if __name__ == "__main__":
