@@ -520,7 +520,7 @@ def info(variant: str, options: dict | None = None, data_dir: str | None = None)
     described = {}
     for key, feature in features.items():
         shape = getattr(feature, "shape", None)
-        dtype = getattr(feature, "np_dtype", None) or getattr(feature, "dtype", None)
+        dtype = feature.np_dtype  # not `.dtype` (deprecated); np.dtype objects are falsy, so no `or`
         try:
             dtype_name = np.dtype(dtype).name
         except TypeError:
