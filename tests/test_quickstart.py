@@ -125,6 +125,14 @@ def test_quickstart_tiny_run_writes_the_readme_layout(tmp_path, capsys):
     assert "training already finished" in out, out[-2000:]
     assert json.loads((workdir / "metrics.json").read_text())["global_step"] == 2
 
+    # `--mode export` re-exports the best checkpoint of the finished run (here as version 2).
+    code, out, err = _main(capsys, "--workdir", workdir, "--mode", "export", "--set", "export.version=2")
+    assert code == 0, err[-3000:]
+    manifest = json.loads((workdir / "export" / "manifest.json").read_text())
+    assert manifest["version"] == 2 and manifest["checkpoint"].endswith("best.weights.h5")
+    assert (workdir / "export" / "saved_model" / NAME / "2" / "saved_model.pb").is_file()
+    assert max(manifest["parity"][f]["max_abs_diff_overall"] for f in ("saved_model", "onnx")) <= 1e-4
+
     # A different config on the same workdir is refused before any work (exit 2, one line).
     code, out, err = _main(capsys, "--config", CONFIG, "--workdir", workdir, "--set", *TINY, "trainer.epochs=2")
     assert code == 2
