@@ -86,7 +86,7 @@ def garden_model(name: str, num_classes: int, **kwargs) -> keras.Model:
 CASES = {
     "resnet50": dict(shape=(224, 224, 3), batch=16, classes=1000, reference="keras_applications",
                      models={"garden": lambda: garden_model("resnet50", 1000),
-                             "keras_applications": lambda: keras.applications.ResNet50(weights=None),
+                             "keras_applications": lambda: keras.applications.ResNet50(weights=None, classifier_activation=None),
                              "functional": functional_resnet50}),
     "resnet56": dict(shape=(32, 32, 3), batch=128, classes=10, reference="functional",
                      models={"garden": lambda: garden_model("resnet56", 10, shortcut="projection"),
