@@ -59,6 +59,17 @@ class LayoutOptions(common.BaseOptions):
         check_ordered("elevation_range", self.elevation_range, 5.0, 80.0)
         return self
 
+
+def dense_label_features(*shape: int) -> dict:
+    """The dense label maps of scenes and video (TFDS features) at `shape`: (H, W) or (T, H, W)."""
+    return {
+        "segmentation": common.dense_feature(shape, np.int32),
+        "instance_map": common.dense_feature(shape, np.int32),
+        "depth": common.dense_feature(shape, np.float32),
+        "normals": common.dense_feature((*shape, 3), np.float32),
+        "mask": common.dense_feature(shape, np.uint8),
+    }
+
 def sample_toy(rng: np.random.Generator, num_categories: int, instances_per_category: int,
                scale_range: tuple[float, float]) -> Toy:
     """A random catalogue toy, uniformly rescaled (scenes need small, medium and large

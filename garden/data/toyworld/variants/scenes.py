@@ -107,11 +107,7 @@ def features(options: Options):
     height, width = options.image_size
     return common.F.FeaturesDict({
         "image": common.image_feature(height, width),
-        "segmentation": common.dense_feature((height, width), np.int32),
-        "instance_map": common.dense_feature((height, width), np.int32),
-        "depth": common.dense_feature((height, width), np.float32),
-        "normals": common.dense_feature((height, width, 3), np.float32),
-        "mask": common.dense_feature((height, width), np.uint8),
+        **layout.dense_label_features(height, width),
         # Ragged: N boxes per image (possibly 0), (ymin, xmin, ymax, xmax) in [0, 1].
         "boxes": common.F.Tensor(shape=(None, 4), dtype=np.float32),
         "box_labels": common.F.Tensor(shape=(None,), dtype=np.int64),

@@ -160,11 +160,7 @@ def features(options: Options):
     height, width = options.image_size
     return common.F.FeaturesDict({
         "image": common.F.Video(shape=(T, height, width, 3)),  # PNG per frame, uint8 [T, H, W, 3]
-        "segmentation": common.dense_feature((T, height, width), np.int32),
-        "instance_map": common.dense_feature((T, height, width), np.int32),
-        "depth": common.dense_feature((T, height, width), np.float32),
-        "normals": common.dense_feature((T, height, width, 3), np.float32),
-        "mask": common.dense_feature((T, height, width), np.uint8),
+        **layout.dense_label_features(T, height, width),
         "boxes": common.F.Tensor(shape=(T, None, 4), dtype=np.float32),
         "box_labels": common.F.Tensor(shape=(None,), dtype=np.int64),
         "box_instances": common.F.Tensor(shape=(None,), dtype=np.int64),
