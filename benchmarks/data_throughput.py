@@ -79,42 +79,13 @@ def pipeline_rate(ds: tf.data.Dataset, warmup: int, batches: int) -> tuple[float
 
 
 def build_model(image_shape, num_classes: int) -> keras.Model:
-    try:
-        from garden.nn.resnet import resnet20
+    from garden.nn.resnet import resnet20
 
-        backbone = resnet20(num_classes=num_classes)
-        name = "garden.nn.resnet.resnet20"
-    except ImportError:  # a stand-in of the same shape while garden.nn is not there
-        backbone = _small_resnet(num_classes)
-        name = "benchmark ResNet-20"
     inputs = keras.Input(image_shape)
-    model = keras.Model(inputs, backbone(augment.normalize(inputs)), name="classifier")
+    model = keras.Model(inputs, resnet20(num_classes=num_classes)(augment.normalize(inputs)), name="classifier")
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model, name
-
-
-def _small_resnet(num_classes: int) -> keras.Model:
-    layers = keras.layers
-
-    def block(x, filters, stride):
-        shortcut = x
-        y = layers.ReLU()(layers.BatchNormalization()(x))
-        if stride != 1 or x.shape[-1] != filters:
-            shortcut = layers.Conv2D(filters, 1, stride, use_bias=False)(y)
-        y = layers.Conv2D(filters, 3, stride, padding="same", use_bias=False)(y)
-        y = layers.ReLU()(layers.BatchNormalization()(y))
-        y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
-        return layers.Add()([shortcut, y])
-
-    inputs = keras.Input((None, None, 3))
-    x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
-    for stage, filters in enumerate((16, 32, 64)):
-        for i in range(3):
-            x = block(x, filters, 2 if stage and i == 0 else 1)
-    x = layers.ReLU()(layers.BatchNormalization()(x))
-    x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, layers.Dense(num_classes)(x))
+    return model, "garden.nn.resnet.resnet20"
 
 
 def train_rate(batches: list, target_fn, num_classes: int, steps: int) -> tuple[float, str]:

@@ -242,8 +242,8 @@ def _entry_point(mode: str):
 
     candidates = {
         "train": [("garden.trainer", "train_and_evaluate")],
-        "eval": [("garden.trainer", "evaluate"), ("garden.trainer", "evaluate_from_workdir")],
-        "export": [("garden.trainer", "export_from_workdir"), ("export", "export_from_workdir")],
+        "eval": [("garden.trainer", "evaluate")],
+        "export": [("garden.trainer", "export_from_workdir")],
     }["train" if mode in TRAIN_MODES else mode]
     for module_name, attr in candidates:
         try:

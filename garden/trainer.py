@@ -571,23 +571,14 @@ def evaluate(config, workdir) -> dict:
     return metrics
 
 
-def export_from_workdir(config, workdir) -> dict | None:
+def export_from_workdir(config, workdir) -> dict:
     """`--mode export`: export the best checkpoint of `workdir` through the export stage (float32).
 
-    Returns the manifest, or None (with a warning) when the export stage is not installed.
+    Returns the manifest.
     """
+    from export import export_task  # imported here: the export stage pulls in tf2onnx and onnx
+
     workdir = os.fspath(workdir)
-    try:
-        import export as export_stage
-    except ModuleNotFoundError as e:
-        if e.name != "export":
-            raise
-        log.warning("the export stage (export/) is not available; skipping export")
-        return None
-    export_task = getattr(export_stage, "export_task", None)
-    if export_task is None:
-        log.warning("export.export_task is missing; skipping export")
-        return None
     previous_policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy("float32")  # exported models are float32
     try:
