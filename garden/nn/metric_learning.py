@@ -24,6 +24,7 @@ from garden.errors import ConfigError
 __all__ = [
     "contrastive_loss",
     "embedding_distance",
+    "sample_condition_triplets",
     "sample_triplets",
     "triplet_correct",
     "triplet_margin_loss",
@@ -120,3 +121,32 @@ def sample_triplets(labels, num_triplets: int, *, seed: int) -> np.ndarray:
     outside = outside + np.where(outside >= starts[group], counts[group], 0)
     negatives = order[outside]
     return np.stack([anchors, positives, negatives], axis=1)
+
+
+def sample_condition_triplets(labels_per_condition, num_per_condition: int, *, seed: int) -> np.ndarray:
+    """`(n_c * num_per_condition, 4)` rows (anchor, positive, negative, condition) for several
+    notions of similarity at once, in equal proportions (CSN, seed 004 Sec. 3.4: "for each
+    condition in equal proportions"), fixed by `seed`.
+
+    `labels_per_condition[c]` holds every example's label under notion c (1-D, same length for
+    all notions); negative labels mean "unknown" and those examples are left out for that
+    notion. Rows are interleaved by condition (row i has condition i mod n_c), so any run of
+    consecutive rows, e.g. an unshuffled evaluation batch, is balanced over the notions.
+    Each notion draws with its own seed derived from (`seed`, c) through `sample_triplets`.
+    """
+    columns = [np.asarray(labels) for labels in labels_per_condition]
+    if not columns:
+        raise ConfigError("sample_condition_triplets: need at least one condition")
+    lengths = {len(c) for c in columns}
+    if len(lengths) != 1 or any(c.ndim != 1 for c in columns):
+        raise ConfigError("sample_condition_triplets: every condition needs a 1-D label array of the same length, "
+                          f"got shapes {[c.shape for c in columns]}")
+    per_condition = []
+    for condition, labels in enumerate(columns):
+        known = np.flatnonzero(labels >= 0) if np.issubdtype(labels.dtype, np.number) else np.arange(len(labels))
+        # SeedSequence mixes (seed, condition) into independent streams.
+        sub_seed = int(np.random.SeedSequence([int(seed), condition]).generate_state(1)[0])
+        rows = known[sample_triplets(labels[known], num_per_condition, seed=sub_seed)]
+        per_condition.append(np.concatenate([rows, np.full((num_per_condition, 1), condition)], axis=1))
+    # [n_c, n, 4] -> [n, n_c, 4] -> rows interleaved by condition.
+    return np.stack(per_condition, axis=1).reshape(-1, 4).astype(np.int64)

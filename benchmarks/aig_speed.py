@@ -1,0 +1,177 @@
+"""Wall-clock savings of ConvNet-AIG's skipped blocks against the theoretical MAC saving.
+
+    python benchmarks/aig_speed.py [--model aig_resnet110] [--rate 0.7] [--repeats 5]
+
+One network, two ways of running it at inference (batch 1 and batch 32, tf.function, float32,
+on random 32x32 inputs): with its gates (blocks whose gate is off are not computed,
+`inference_gates="deterministic"`) and with every block executed (`inference_gates="all"`, the
+same weights, no gates evaluated). The gates are set, not trained: each gate's last layer gets a
+random kernel (so decisions differ per image) and a bias that opens it for a fraction `--rate`
+of random inputs, so every gated block runs at about that rate, as a trained AIG at target t.
+The same is timed in onnxruntime on the exported graph (batch 1).
+
+Theoretical saving = 1 - expected MACs / MACs with every block (flops.py); realised share =
+wall-clock saving / theoretical saving (goal at batch 1: >= 0.6). Timings alternate between the
+two modes in rounds, so that changing load from other jobs hits both alike; the median round
+is reported with the load average (os.getloadavg) before and after.
+Writes benchmarks/results/aig_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from garden.methods.aig.flops import count_macs, expected_macs  # noqa: E402
+from garden.registry import MODELS, import_all  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "aig_speed.json")
+
+
+def calibrate_gates(model, images, rate, seed=0):
+    """Random gate kernels and biases so that each gate opens for a fraction `rate` of `images`."""
+    rng = np.random.default_rng(seed)
+    x = model.forward_stem(images)
+    for index, block in enumerate(model.blocks):
+        gate_index = model._gate_of.get(index)
+        if gate_index is not None:
+            gate = model.gates[gate_index]
+            kernel = rng.standard_normal(gate.fc2.kernel.shape).astype(np.float32)
+            gate.fc2.kernel.assign(kernel)
+            gate.fc2.bias.assign(np.zeros(2, np.float32))
+            logits = np.asarray(gate(x, training=False))
+            margin = logits[:, 1] - logits[:, 0]
+            # Execute where margin > q: q the (1 - rate) quantile of the margins.
+            gate.fc2.bias.assign(np.array([np.quantile(margin, 1.0 - rate), 0.0], np.float32))
+        x = block(x, training=False)
+
+
+def time_rounds(fns, inputs, rounds, seconds):
+    """{name: [examples/s per round]}: every round runs each fn for about `seconds`."""
+    batch = int(inputs.shape[0])
+    rates = {name: [] for name in fns}
+    for fn in fns.values():  # warm-up (tracing)
+        fn(inputs)
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                fn(inputs)
+                n += 1
+            rates[name].append(n * batch / (time.perf_counter() - start))
+    return rates
+
+
+def onnx_session(model, mode, shape, workdir):
+    import onnxruntime as ort
+    import tf2onnx
+
+    model.inference_gates = mode
+    sig = [tf.TensorSpec([None, *shape], tf.float32, name="x")]
+    fn = tf.function(lambda x: model(x, training=False)["logits"], input_signature=sig)
+    path = os.path.join(workdir, f"{mode}.onnx")
+    tf2onnx.convert.from_function(fn, input_signature=sig, opset=17, output_path=path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"x": x})
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="aig_resnet110")
+    parser.add_argument("--rate", type=float, default=0.7, help="execution rate of every gated block")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0, help="per mode and round")
+    parser.add_argument("--threads", type=int, default=1, help="TF intra-op threads (1: a shared CPU)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--calibration", type=int, default=256, help="random images used to set the gates")
+    parser.add_argument("--out", default=OUT)
+    args = parser.parse_args(argv)
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    keras.utils.set_random_seed(0)
+    import_all()
+    shape = (args.image_size, args.image_size, 3)
+    model = MODELS.get(args.model)()
+    model.build((None, *shape))
+    rng = np.random.default_rng(0)
+    calibrate_gates(model, rng.standard_normal((args.calibration, *shape)).astype(np.float32), args.rate)
+
+    count = count_macs(model, shape[:2])
+    test = rng.standard_normal((max(args.calibration, max(args.batches)), *shape)).astype(np.float32)
+    model.inference_gates = "deterministic"
+    rates = np.asarray(model(test, training=False)["gates"]).mean(axis=0)
+    theoretical = 1.0 - expected_macs(count, rates) / count.plain
+
+    load_before = os.getloadavg()
+    results = {}
+    for batch in args.batches:
+        inputs = tf.constant(test[:batch])
+
+        # Each mode is traced once (the mode is read at trace time).
+        fns = {name: tf.function(lambda x, _m=mode: _forward(model, _m, x))
+               for name, mode in (("aig", "deterministic"), ("all_gates_on", "all"))}
+        timed = time_rounds(fns, inputs, args.rounds, args.seconds)
+        results[f"tensorflow_batch{batch}"] = _summary(timed, theoretical)
+    with tempfile.TemporaryDirectory() as tmp:
+        sessions = {"aig": onnx_session(model, "deterministic", shape, tmp),
+                    "all_gates_on": onnx_session(model, "all", shape, tmp)}
+        timed = time_rounds(sessions, test[:1], args.rounds, args.seconds)
+        results["onnxruntime_batch1"] = _summary(timed, theoretical)
+    load_after = os.getloadavg()
+
+    report = {
+        "command": "python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
+        "model": args.model,
+        "image_size": args.image_size,
+        "gate_rate_setting": args.rate,
+        "mean_execution_rate_gated_blocks": float(rates[model.gated_indices].mean()),
+        "macs_all_blocks": count.plain,
+        "macs_expected_aig": expected_macs(count, rates),
+        "macs_gates": sum(count.gates),
+        "theoretical_saving": theoretical,
+        "results": results,
+        "threads": args.threads,
+        "load_average_before": list(load_before),
+        "load_average_after": list(load_after),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        "tensorflow": tf.__version__,
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(json.dumps(report, indent=2))
+
+
+def _forward(model, mode, x):
+    model.inference_gates = mode
+    return model(x, training=False)["logits"]
+
+
+def _summary(timed, theoretical):
+    aig, full = np.median(timed["aig"]), np.median(timed["all_gates_on"])
+    saving = 1.0 - full / aig  # time per example: 1/aig vs 1/full
+    return {"examples_per_second_aig": float(aig), "examples_per_second_all_gates_on": float(full),
+            "rounds_aig": [round(float(v), 2) for v in timed["aig"]],
+            "rounds_all_gates_on": [round(float(v), 2) for v in timed["all_gates_on"]],
+            "wall_clock_saving": float(saving), "realised_share_of_theoretical": float(saving / theoretical)}
+
+
+if __name__ == "__main__":
+    main()

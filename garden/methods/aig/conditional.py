@@ -1,0 +1,126 @@
+"""Inference-time conditional execution of a gated residual block: skipped images cost nothing.
+
+In training the thesis computes F for the whole batch and multiplies it by z (Sec. 5.3.2); the
+savings come only at inference, where a block whose gate is off must not run its branch.
+
+Per block and batch, with TF ops only (no Python loop over images):
+
+    no gate on     -> the shortcut alone: F is not run (no arithmetic, no op launches)
+    all gates on   -> F on the whole batch
+    some gates on  -> F on the executed rows only: gather_nd, F, tensor_scatter_nd_add
+
+The decisions are `tf.cond`s: (Stateless)If ops in the SavedModel and ONNX `If` nodes in the
+ONNX graph, so both artifacts skip blocks. At batch 1 only the first two cases occur.
+
+Inside the conditional branches F is evaluated functionally (`tf.nn.conv2d`, BatchNorm folded
+into the convolution or applied as a per-channel affine map), with every weight read *outside*
+the branches: tf2onnx 1.17 cannot convert a convolution whose kernel is a variable read inside
+an If branch (the frozen kernel loses its shape there). Reading the weights outside also folds
+BN once per call instead of once per branch. BatchNorm at inference uses its moving statistics,
+so F on a subset of rows equals F on the batch, row for row, and the folded form equals the
+Keras layers' output up to float rounding (tested).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from garden.nn.resnet import BasicBlock, BottleneckBlock
+
+__all__ = ["run_gated_block"]
+
+
+def _bn_affine(bn, dtype):
+    """(scale, offset) of a BatchNormalization at inference: y = x * scale + offset."""
+    scale = tf.math.rsqrt(tf.cast(bn.moving_variance, tf.float32) + bn.epsilon)
+    if bn.gamma is not None:
+        scale = scale * tf.cast(bn.gamma, tf.float32)
+    offset = -tf.cast(bn.moving_mean, tf.float32) * scale
+    if bn.beta is not None:
+        offset = offset + tf.cast(bn.beta, tf.float32)
+    return tf.cast(scale, dtype), tf.cast(offset, dtype)
+
+
+def _activation(name):
+    if name not in ("relu", None):
+        raise ValueError(f"conditional execution supports relu or no activation, not {name!r}")
+    return name
+
+
+def _conv_step(conv, dtype, bn=None, activation=None):
+    """('conv', layer, kernel, bias, activation) with BN folded into kernel and bias."""
+    if conv.groups != 1:
+        raise ValueError("conditional execution supports ungrouped convolutions only")
+    kernel = tf.cast(conv.kernel, dtype)
+    bias = tf.cast(conv.bias, dtype) if conv.use_bias else None
+    if bn is not None:
+        scale, offset = _bn_affine(bn, dtype)
+        kernel = kernel * scale
+        bias = offset if bias is None else bias * scale + offset
+    return ("conv", conv, kernel, bias, _activation(activation))
+
+
+def _inference_steps(block, dtype):
+    """The residual branch F of a garden BasicBlock / BottleneckBlock as functional steps."""
+    names = ("conv1", "conv2", "conv3") if isinstance(block, BottleneckBlock) else ("conv1", "conv2")
+    steps = []
+    if block.preact:
+        steps.append(("affine", *_bn_affine(block.pre, dtype), _activation(block.pre.activation)))
+        mids = ("mid1", "mid2") if isinstance(block, BottleneckBlock) else ("mid",)
+        for k, name in enumerate(names):
+            steps.append(_conv_step(getattr(block, name), dtype))
+            if k < len(mids):
+                bn = getattr(block, mids[k])
+                steps.append(("affine", *_bn_affine(bn, dtype), _activation(bn.activation)))
+        return steps
+    for name in names:
+        layer = getattr(block, name)  # ConvBN
+        steps.append(_conv_step(layer.conv, dtype, layer.bn, layer.activation))
+    return steps
+
+
+def _apply(steps, x):
+    for step in steps:
+        if step[0] == "affine":
+            _, scale, offset, activation = step
+            x = x * scale + offset
+        else:
+            _, conv, kernel, bias, activation = step
+            p = conv.fixed_padding
+            if p:
+                x = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
+            x = tf.nn.conv2d(x, kernel, strides=conv.strides[0], padding=conv.padding.upper(),
+                             dilations=conv.dilation_rate[0])
+            if bias is not None:
+                x = tf.nn.bias_add(x, bias)
+        if activation == "relu":
+            x = tf.nn.relu(x)
+    return x
+
+
+def run_gated_block(block, x, execute):
+    """The block's inference output for inputs x [B, H, W, C] and a bool decision `execute` [B].
+
+    Equals `block.combine(block.shortcut(x) + where(execute, F(x), 0))`.
+    """
+    if not isinstance(block, (BasicBlock, BottleneckBlock)):
+        raise TypeError(f"conditional execution needs a BasicBlock or BottleneckBlock, got {type(block).__name__}")
+    shortcut = block.shortcut(x, training=False)
+    steps = _inference_steps(block, x.dtype)  # weights read here, outside the conds
+
+    def every_row():
+        return shortcut + _apply(steps, x)
+
+    def some_rows():
+        rows = tf.where(execute)  # [K, 1] indices of the executed images
+        return tf.tensor_scatter_nd_add(shortcut, rows, _apply(steps, tf.gather_nd(x, rows)))
+
+    def no_row():
+        return tf.identity(shortcut)
+
+    summed = tf.cond(
+        tf.reduce_any(execute),
+        lambda: tf.cond(tf.reduce_all(execute), every_row, some_rows),
+        no_row,
+    )
+    return block.combine(summed)
