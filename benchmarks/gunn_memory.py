@@ -128,10 +128,9 @@ def main(argv=None) -> int:
                                            args.resnet_width)), flush=True)
         return 0
 
-    from benchmarks.common import machine, write_result
-    from garden.methods.gunn.reproduce import MARKDOWN, update_section
+    from benchmarks.common import forward_flops, machine, update_markdown_section, write_result
+    from benchmarks.gunn_reproduce import MARKDOWN
     from garden.methods.gunn.models import GUNNNet
-    from benchmarks.common import forward_flops
 
     gunn = GUNNNet(**VARIANTS["gunn_recompute"])
     gunn.build((None, args.size, args.size, 3))
@@ -173,7 +172,7 @@ def main(argv=None) -> int:
               f"{args.steps} timed steps after {args.warmup} warm-up steps, one fresh process per variant); "
               f"device: {rows[0]['device']}, {payload['machine']['cpu_count']} CPU cores shared with other jobs; "
               f"raw numbers: `{os.path.relpath(path, REPO)}`."]
-    update_section(MARKDOWN, "gunn-memory", "\n".join(lines))
+    update_markdown_section(MARKDOWN, "gunn-memory", "\n".join(lines))
     return 0
 
 

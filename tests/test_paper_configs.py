@@ -78,12 +78,38 @@ def tiny_overrides(config) -> list[str]:
     return items
 
 
+# Paper-scale models whose two-step run + SavedModel/ONNX export takes minutes and GBs on the
+# 2-core CI machine: they run with `-m slow`. The default run keeps one cheap config per kind
+# of pipeline; each method's own tests cover its export at small size.
+SLOW_CONFIGS: dict[str, str] = {
+    "aig/resnet101_aig_imagenet.yaml": "ResNet-101 at 224 with 26 conditional If branches in the export",
+    "aig/resnet50_aig_imagenet.yaml": "ResNet-50 at 224 with conditional If branches in the export",
+    "aig/resnet110_aig_cifar10.yaml": "54 conditional If branches in the ONNX conversion",
+    "gunn/gunn15_cifar10.yaml": "GUNN-15: hundreds of sequential segment updates to trace twice",
+    "gunn/gunn15_cifar100.yaml": "GUNN-15: hundreds of sequential segment updates to trace twice",
+    "gunn/gunn24_cifar10.yaml": "GUNN-24: 29.5M parameters",
+    "gunn/gunn18_imagenet.yaml": "GUNN-18 at 224: 28.9M parameters",
+    "lesion/resnet110_cifar10.yaml": "ResNet-110 at full width",
+    "vvl/alexnet_lp_smallnorb.yaml": "AlexNet-BN at 224 with auxiliary heads",
+}
+
+
+def _param(path: Path):
+    reason = SLOW_CONFIGS.get(_id(path))
+    return pytest.param(path, id=_id(path), marks=[pytest.mark.slow] if reason else [])
+
+
+def test_slow_configs_exist():
+    """A renamed config must not silently fall out of the slow list."""
+    assert set(SLOW_CONFIGS) <= {_id(p) for p in PAPER_CONFIGS}
+
+
 def test_the_paper_configs_are_found():
     """The glob sees the TFDS configs (an empty list would silently test nothing)."""
     assert any(_id(p) == "classification/resnet56_cifar10.yaml" for p in PAPER_CONFIGS), PAPER_CONFIGS
 
 
-@pytest.mark.parametrize("path", PAPER_CONFIGS, ids=_id)
+@pytest.mark.parametrize("path", [_param(p) for p in PAPER_CONFIGS])
 def test_paper_config_runs_on_mock_data(path, tmp_path, capsys):
     import tensorflow_datasets as tfds
 

@@ -26,18 +26,10 @@ import tensorflow as tf
 from keras import ops
 
 from garden.registry import register_task
+from garden.tasks._common import normalise, per_channel
 from garden.tasks.base import Task
 
 __all__ = ["ClassificationTask"]
-
-
-def _per_channel(value, name: str) -> list[float]:
-    if isinstance(value, (int, float)):
-        return [float(value)]
-    values = [float(v) for v in value]
-    if not values:
-        raise ValueError(f"{name} must be a number or a non-empty list of numbers")
-    return values
 
 
 @register_task("classification")
@@ -52,8 +44,8 @@ class ClassificationTask(Task):
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_key = label_key
         self.label_smoothing = float(label_smoothing)
-        self.mean = _per_channel(mean, "mean")
-        self.std = _per_channel(std, "std")
+        self.mean = per_channel(mean, "mean")
+        self.std = per_channel(std, "std")
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std must be > 0, got {self.std}")
         channels = self.image_shape[-1]
@@ -76,10 +68,7 @@ class ClassificationTask(Task):
     # -- forward ------------------------------------------------------------------------------
 
     def preprocess(self, images):
-        x = ops.cast(images, "float32")
-        mean = ops.convert_to_tensor(self.mean, "float32")
-        std = ops.convert_to_tensor(self.std, "float32")
-        return (x - mean) / std
+        return normalise(images, self.mean, self.std)
 
     def call(self, features, training=False):
         images = features["image"] if isinstance(features, Mapping) else features

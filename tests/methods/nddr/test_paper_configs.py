@@ -80,6 +80,7 @@ def run(config: str, workdir: Path, overrides: list[str], capsys) -> dict:
     return {"metrics": metrics, "manifest": manifest}
 
 
+@pytest.mark.slow  # two full VGG-16 towers; the fused export's parity is in tests/methods/nddr (default)
 def test_nddr_vgg16_nyuv2_on_a_fixture(tmp_path, capsys):
     root = make_nyuv2(tmp_path / "nyuv2")
     result = run("nddr_vgg16_nyuv2.yaml", tmp_path / "run",

@@ -1,6 +1,6 @@
 """Small-scale reproduction of the thesis' central GUNN ablation (Table 4-IV) on Fashion-MNIST.
 
-    python -m garden.methods.gunn.reproduce [--seeds 0 1 2] [--variants gunn sunn nores]
+    python benchmarks/gunn_reproduce.py [--seeds 0 1 2] [--variants gunn sunn nores]
         [--config configs/gunn/gunn15_small_fashion_mnist.yaml] [--set KEY=VALUE ...]
 
 Trains the scaled GUNN-15 of the config as GUNN, SUNN (the same network and weights, updated
@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 
 import keras
@@ -29,7 +30,11 @@ VARIANTS = {
     "nores": ["model.mode=gunn", "model.residual=false"],
 }
 LABELS = {"gunn": "GUNN", "sunn": "SUNN", "nores": "GUNN-NoRes"}
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from benchmarks.common import update_markdown_section  # noqa: E402
+
 DEFAULT_CONFIG = os.path.join(REPO, "configs", "gunn", "gunn15_small_fashion_mnist.yaml")
 RESULTS = os.path.join(REPO, "docs", "results", "gunn")
 MARKDOWN = os.path.join(REPO, "docs", "results", "gunn.md")
@@ -165,19 +170,6 @@ def markdown(summary: dict, command: str, machine: dict) -> str:
     return "\n".join(lines)
 
 
-def update_section(path: str, section: str, body: str) -> None:
-    """Replace the block between `<!-- section -->` markers (or append it)."""
-    begin, end = f"<!-- {section} -->", f"<!-- /{section} -->"
-    text = open(path).read() if os.path.exists(path) else ""
-    block = f"{begin}\n{body.rstrip()}\n{end}"
-    if begin in text and end in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + ("\n\n" if text else "") + block + "\n"
-    with open(path, "w") as f:
-        f.write(text)
-
-
 def write_summary(command: str, machine: dict) -> dict:
     """Summarise every run record in docs/results/gunn/ (variants may run in separate processes)."""
     records = []
@@ -188,7 +180,7 @@ def write_summary(command: str, machine: dict) -> dict:
     summary = summarise(records)
     with open(os.path.join(RESULTS, "summary.json"), "w") as f:
         json.dump({"command": command, "machine": machine, "summary": summary}, f, indent=2)
-    update_section(MARKDOWN, SECTION, markdown(summary, command, machine))
+    update_markdown_section(MARKDOWN, SECTION, markdown(summary, command, machine))
     return summary
 
 
@@ -206,7 +198,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "tensorflow": tf.__version__}
-    command = "python -m garden.methods.gunn.reproduce " + " ".join(
+    command = "python benchmarks/gunn_reproduce.py " + " ".join(
         ["--seeds", *map(str, args.seeds), "--variants", *VARIANTS]
         + (["--set", *args.overrides] if args.overrides else []))
     if args.summarise_only:
