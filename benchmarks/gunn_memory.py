@@ -1,6 +1,6 @@
 """GUNN training memory and speed: Algorithm 2 (recompute) vs plain autodiff vs SUNN vs a ResNet.
 
-    python benchmarks/gunn_memory.py [--batch 64] [--size 32] [--steps 5]
+    python benchmarks/gunn_memory.py [--batch 64] [--size 32] [--steps 5] [--network small|gunn15]
 
 Every variant runs in a fresh subprocess (peak memory is a per-process high-water mark):
 build the network, trace the training step without running it (`get_concrete_function`), read
@@ -14,8 +14,10 @@ the peak memory as the baseline, run `warmup + steps` SGD steps, and report
 Variants: the scaled GUNN-15 of configs/gunn/gunn15_small_fashion_mnist.yaml at twice the width
 (stem 16, N = 48/60/72, P = 4/5/6, K = 2; 12-channel segments as GUNN-15) with `recompute` and
 `autodiff` backprop, SUNN (same weights and FLOPs), and a CIFAR pre-activation ResNet-20 whose
-width multiplier gives about the same FLOPs. Writes benchmarks/results/gunn_memory.json and the
-marked section of docs/results/gunn.md.
+width multiplier gives about the same FLOPs. `--network gunn15` measures the thesis' GUNN-15
+itself (N = 240/300/360, P = 20/25/30): the activation memory autodiff keeps grows with P, so the
+trade-off at the paper's P is not the one at P = 4-6. Writes
+benchmarks/results/gunn_memory[_gunn15].json and the marked section of docs/results/gunn.md.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ sys.path.insert(0, REPO)
 
 GUNN_ARGS = dict(num_classes=10, stem_width=16, widths=(48, 60, 72), segments=(4, 5, 6), expansion=2,
                  final_width=72)
+# The thesis' GUNN-15 (Table 4-I) at paper scale, 10 classes.
+GUNN15_ARGS = dict(num_classes=10, stem_width=64, widths=(240, 300, 360), segments=(20, 25, 30), expansion=2,
+                   final_width=360)
+NETWORKS = {"small": GUNN_ARGS, "gunn15": GUNN15_ARGS}
 VARIANTS = {
     "gunn_recompute": dict(GUNN_ARGS, mode="gunn", backprop="recompute"),
     "gunn_autodiff": dict(GUNN_ARGS, mode="gunn", backprop="autodiff"),
@@ -46,16 +52,17 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
 
 
-def _build(variant: str, resnet_width: float):
+def _build(variant: str, resnet_width: float, network: str = "small"):
     from garden.methods.gunn.models import GUNNNet
     from garden.nn import resnet
 
     if variant == "resnet20":
         return resnet.resnet20(width_multiplier=resnet_width, num_classes=10)
-    return GUNNNet(**VARIANTS[variant])
+    return GUNNNet(**dict(VARIANTS[variant], **NETWORKS[network]))
 
 
-def child(variant: str, batch: int, size: int, steps: int, warmup: int, resnet_width: float) -> dict:
+def child(variant: str, batch: int, size: int, steps: int, warmup: int, resnet_width: float,
+          network: str = "small") -> dict:
     import keras
     import numpy as np
     import tensorflow as tf
@@ -64,7 +71,7 @@ def child(variant: str, batch: int, size: int, steps: int, warmup: int, resnet_w
 
     gpu = bool(tf.config.list_physical_devices("GPU"))
     keras.utils.set_random_seed(0)
-    model = _build(variant, resnet_width)
+    model = _build(variant, resnet_width, network)
     model.build((None, size, size, 3))
     flops = forward_flops(model, (size, size, 3))
     optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
@@ -120,19 +127,21 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--network", default="small", choices=list(NETWORKS),
+                        help="small: the scaled GUNN-15 (default); gunn15: the thesis' GUNN-15")
     parser.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--resnet-width", type=float, default=1.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print("RESULT " + json.dumps(child(args.child, args.batch, args.size, args.steps, args.warmup,
-                                           args.resnet_width)), flush=True)
+                                           args.resnet_width, args.network)), flush=True)
         return 0
 
     from benchmarks.common import forward_flops, machine, update_markdown_section, write_result
     from benchmarks.gunn_reproduce import MARKDOWN
     from garden.methods.gunn.models import GUNNNet
 
-    gunn = GUNNNet(**VARIANTS["gunn_recompute"])
+    gunn = GUNNNet(**dict(VARIANTS["gunn_recompute"], **NETWORKS[args.network]))
     gunn.build((None, args.size, args.size, 3))
     resnet_width = _resnet_width_for(forward_flops(gunn, (args.size, args.size, 3)), args.size)
     rows = []
@@ -140,7 +149,7 @@ def main(argv=None) -> int:
     for variant in args.variants:
         command = [sys.executable, os.path.abspath(__file__), "--child", variant, "--batch", str(args.batch),
                    "--size", str(args.size), "--steps", str(args.steps), "--warmup", str(args.warmup),
-                   "--resnet-width", str(resnet_width)]
+                   "--resnet-width", str(resnet_width), "--network", args.network]
         out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO).stdout
         row = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
         if variant == "resnet20":
@@ -160,19 +169,20 @@ def main(argv=None) -> int:
     payload = {"command": "python benchmarks/gunn_memory.py " + " ".join(argv or sys.argv[1:]),
                "machine": machine(), "wall_seconds": round(time.time() - started, 1), "rows": rows,
                "ratios": {k: round(v, 3) for k, v in ratios.items()}}
-    path = write_result("gunn_memory", payload)
+    name = "gunn_memory" if args.network == "small" else f"gunn_memory_{args.network}"
+    path = write_result(name, payload)
     lines = ["| variant | params | forward FLOPs | peak training memory above baseline (MB) | examples/s | median step (s) |",
              "|---|---|---|---|---|---|"]
     for r in rows:
-        name = r["variant"] + (f" (width {r['width_multiplier']})" if "width_multiplier" in r else "")
-        lines.append(f"| {name} | {r['params']:,} | {r['flops'] / 1e6:.1f} M | {r['peak_mb']:.0f} | "
+        label = r["variant"] + (f" (width {r['width_multiplier']})" if "width_multiplier" in r else "")
+        lines.append(f"| {label} | {r['params']:,} | {r['flops'] / 1e6:.1f} M | {r['peak_mb']:.0f} | "
                      f"{r['examples_per_s']:.1f} | {r['median_step_s']:.3f} |")
     lines += ["", "Ratios: " + ", ".join(f"{k} = {v:.2f}" for k, v in payload["ratios"].items()),
               "", f"Command: `{payload['command']}` (batch {args.batch}, {args.size}x{args.size}x3 inputs, "
               f"{args.steps} timed steps after {args.warmup} warm-up steps, one fresh process per variant); "
               f"device: {rows[0]['device']}, {payload['machine']['cpu_count']} CPU cores shared with other jobs; "
               f"raw numbers: `{os.path.relpath(path, REPO)}`."]
-    update_markdown_section(MARKDOWN, "gunn-memory", "\n".join(lines))
+    update_markdown_section(MARKDOWN, name.replace("_", "-"), "\n".join(lines))
     return 0
 
 

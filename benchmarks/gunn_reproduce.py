@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -49,7 +50,8 @@ def _info_with_shape(info, features) -> dict:
     return out
 
 
-def train_variant(config_path: str, variant: str, seeds: list[int], overrides: list[str]) -> list[dict]:
+def train_variant(config_path: str, variant: str, seeds: list[int], overrides: list[str],
+                  results: str = RESULTS) -> list[dict]:
     """Train one variant once per seed; return (and write) one record per seed.
 
     The garden's own pieces (config, data pipeline, task, optimiser and schedule) in a lean loop
@@ -128,8 +130,8 @@ def train_variant(config_path: str, variant: str, seeds: list[int], overrides: l
             "cpu_seconds": round(time.process_time() - cpu, 1),
             "includes_tracing": k == 0,
         }
-        os.makedirs(RESULTS, exist_ok=True)
-        with open(os.path.join(RESULTS, f"{variant}_seed{seed}.json"), "w") as f:
+        os.makedirs(results, exist_ok=True)
+        with open(os.path.join(results, f"{variant}_seed{seed}.json"), "w") as f:
             json.dump(record, f, indent=2)
         records.append(record)
     return records
@@ -170,17 +172,17 @@ def markdown(summary: dict, command: str, machine: dict) -> str:
     return "\n".join(lines)
 
 
-def write_summary(command: str, machine: dict) -> dict:
-    """Summarise every run record in docs/results/gunn/ (variants may run in separate processes)."""
+def write_summary(command: str, machine: dict, results: str = RESULTS, section: str = SECTION) -> dict:
+    """Summarise every run record in `results` (variants may run in separate processes)."""
     records = []
-    for name in sorted(os.listdir(RESULTS)):
+    for name in sorted(os.listdir(results)):
         if name.endswith(".json") and "_seed" in name:
-            with open(os.path.join(RESULTS, name)) as f:
+            with open(os.path.join(results, name)) as f:
                 records.append(json.load(f))
     summary = summarise(records)
-    with open(os.path.join(RESULTS, "summary.json"), "w") as f:
+    with open(os.path.join(results, "summary.json"), "w") as f:
         json.dump({"command": command, "machine": machine, "summary": summary}, f, indent=2)
-    update_markdown_section(MARKDOWN, SECTION, markdown(summary, command, machine))
+    update_markdown_section(MARKDOWN, section, markdown(summary, command, machine))
     return summary
 
 
@@ -193,22 +195,30 @@ def main(argv=None) -> int:
                         help="only rewrite the summary from the run records in docs/results/gunn/")
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
                         help="config overrides for every run, e.g. trainer.epochs=2")
+    parser.add_argument("--tag", default="",
+                        help="a second setting (e.g. a longer run): records in docs/results/gunn/<tag>/, "
+                             "its own table in docs/results/gunn.md")
     args = parser.parse_args(argv)
+    if args.tag and not args.tag.replace("_", "").isalnum():
+        parser.error(f"--tag must be letters, digits and underscores, got {args.tag!r}")
+    results = os.path.join(RESULTS, args.tag) if args.tag else RESULTS
+    section = f"{SECTION}-{args.tag}" if args.tag else SECTION
 
     import tensorflow as tf
 
     machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "tensorflow": tf.__version__}
-    command = "python benchmarks/gunn_reproduce.py " + " ".join(
-        ["--seeds", *map(str, args.seeds), "--variants", *VARIANTS]
+    command = "python benchmarks/gunn_reproduce.py " + shlex.join(
+        ["--seeds", *map(str, args.seeds), "--variants", *args.variants]
+        + (["--tag", args.tag] if args.tag else [])
         + (["--set", *args.overrides] if args.overrides else []))
     if args.summarise_only:
         args.variants = []
-        summary = write_summary(command, machine)
+        summary = write_summary(command, machine, results, section)
     for variant in args.variants:
-        for record in train_variant(args.config, variant, args.seeds, args.overrides):
+        for record in train_variant(args.config, variant, args.seeds, args.overrides, results):
             print(f"{record['label']} seed {record['seed']}: test error {record['test_error_pct']:.2f}% "
                   f"({record['wall_seconds']:.0f} s wall, {record['cpu_seconds']:.0f} s CPU)", flush=True)
-        summary = write_summary(command, machine)
+        summary = write_summary(command, machine, results, section)
     print(json.dumps(summary, indent=2))
     return 0
 

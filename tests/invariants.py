@@ -508,3 +508,26 @@ def check_export_parity(model_or_task, x, tmp_path, atol: float = 1e-4) -> dict:
     for fmt in ("saved_model", "onnx"):
         assert manifest["parity"][fmt]["max_abs_diff_overall"] <= atol, manifest["parity"]
     return manifest
+
+
+def check_short_run(code, out, err, workdir, *, export_name, version, formats, tolerance, steps=2) -> dict:
+    """A short `cli.main` train_and_export run: it exited cleanly, trained exactly `steps`
+    steps, tested to finite metrics, and exported every format with parity within `tolerance`.
+    Returns the run's metrics and export manifest."""
+    from pathlib import Path
+
+    workdir = Path(workdir)
+    assert code == 0, err[-3000:]
+    assert "train_and_export done" in out, out[-2000:]
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert metrics["global_step"] == steps
+    assert metrics["test"] and all(math.isfinite(v) for v in metrics["test"].values()), metrics["test"]
+    export = workdir / "export"
+    manifest = json.loads((export / "manifest.json").read_text())
+    if "saved_model" in formats:
+        assert (export / "saved_model" / export_name / str(version) / "saved_model.pb").is_file()
+    if "onnx" in formats:
+        assert (export / f"{export_name}.onnx").is_file()
+    for fmt in formats:
+        assert manifest["parity"][fmt]["max_abs_diff_overall"] <= tolerance, manifest["parity"]
+    return {"metrics": metrics, "manifest": manifest}

@@ -15,14 +15,13 @@ dataset whose features mock_data cannot generate goes into `MOCK_UNSUPPORTED` wi
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import pytest
 import yaml
 
 from garden.config import load_config
+from tests import invariants as inv
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
@@ -82,8 +81,9 @@ def tiny_overrides(config) -> list[str]:
 # 2-core CI machine: they run with `-m slow`. The default run keeps one cheap config per kind
 # of pipeline; each method's own tests cover its export at small size.
 SLOW_CONFIGS: dict[str, str] = {
-    "aig/resnet101_aig_imagenet.yaml": "ResNet-101 at 224 with 26 conditional If branches in the export",
-    "aig/resnet50_aig_imagenet.yaml": "ResNet-50 at 224 with conditional If branches in the export",
+    "aig/resnet101_aig_imagenet.yaml": "ResNet-101 at 224 with 26 conditional If branches; the pair of "
+                                       "ImageNet AIG runs peaks at 17 GB (tf2onnx)",
+    "aig/resnet50_aig_imagenet.yaml": "ResNet-50 at 224 with conditional If branches; tf2onnx peaks near 8 GB",
     "aig/resnet110_aig_cifar10.yaml": "54 conditional If branches in the ONNX conversion",
     "gunn/gunn15_cifar10.yaml": "GUNN-15: hundreds of sequential segment updates to trace twice",
     "gunn/gunn15_cifar100.yaml": "GUNN-15: hundreds of sequential segment updates to trace twice",
@@ -94,9 +94,23 @@ SLOW_CONFIGS: dict[str, str] = {
 }
 
 
+# Configs whose network, after two SGD steps, overflows float32 at inference: the moving BN
+# statistics still hold their initial values (mean 0, variance 1), and GUNN-24's 150 sequential
+# BN'd updates then grow the activations geometrically (measured: logits ~1e24 at
+# initialisation, NaN after two steps at lr 0.1). Training-mode outputs stay near 1, and a real
+# run settles the statistics within its first epoch. These runs take this many steps at a
+# learning rate of ~0, so the moving statistics settle on the initial network and the run tests
+# the pipeline (data, training steps, evaluation, export, parity) rather than BN warm-up.
+SETTLE_BN_STEPS: dict[str, int] = {"gunn/gunn24_cifar10.yaml": 48}
+
+
 def _param(path: Path):
     reason = SLOW_CONFIGS.get(_id(path))
     return pytest.param(path, id=_id(path), marks=[pytest.mark.slow] if reason else [])
+
+
+def test_settle_bn_configs_exist():
+    assert set(SETTLE_BN_STEPS) <= {_id(p) for p in PAPER_CONFIGS}
 
 
 def test_slow_configs_exist():
@@ -120,26 +134,15 @@ def test_paper_config_runs_on_mock_data(path, tmp_path, capsys):
     if dataset in MOCK_UNSUPPORTED:
         pytest.skip(f"tfds.testing.mock_data cannot serve {dataset}: {MOCK_UNSUPPORTED[dataset]}")
 
+    steps = SETTLE_BN_STEPS.get(_id(path), 2)
+    settle = [f"trainer.steps_per_epoch={steps}", "trainer.optimizer.learning_rate=1e-9"] if steps != 2 else []
     workdir = tmp_path / "run"
     # An empty TFDS folder: nothing prepared there, so only the mock can answer.
     argv = ["--config", str(path), "--workdir", str(workdir), "--set", *tiny_overrides(config),
-            f"data.options.data_dir={tmp_path / 'tfds'}"]
+            f"data.options.data_dir={tmp_path / 'tfds'}", *settle]
     with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
         code = cli.main(argv)
     out, err = capsys.readouterr()
-    assert code == 0, err[-3000:]
-    assert "train_and_export done" in out, out[-2000:]
-
-    metrics = json.loads((workdir / "metrics.json").read_text())
-    assert metrics["global_step"] == 2
-    assert metrics["test"] and all(math.isfinite(v) for v in metrics["test"].values()), metrics["test"]
-
-    name = config.export_name
-    export = workdir / "export"
-    manifest = json.loads((export / "manifest.json").read_text())
-    if "saved_model" in config.export.formats:
-        assert (export / "saved_model" / name / str(config.export.version) / "saved_model.pb").is_file()
-    if "onnx" in config.export.formats:
-        assert (export / f"{name}.onnx").is_file()
-    for fmt in config.export.formats:
-        assert manifest["parity"][fmt]["max_abs_diff_overall"] <= config.export.tolerance, manifest["parity"]
+    inv.check_short_run(code, out, err, workdir, steps=steps, export_name=config.export_name,
+                        version=config.export.version, formats=config.export.formats,
+                        tolerance=config.export.tolerance)

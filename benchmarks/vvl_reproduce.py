@@ -1,6 +1,6 @@
 """Small-scale reproduction of visual variation learning (seed 000) on toyworld:objects.
 
-    GARDEN_DATA_DIR=/tmp/garden_data python benchmarks/vvl_reproduction.py [--groups central ...]
+    GARDEN_DATA_DIR=/tmp/garden_data python benchmarks/vvl_reproduce.py [--groups central ...]
 
 Every run is `configs/vvl/alexnet_pose_objects.yaml` (or `alexnet_triplet_objects.yaml` for the
 embedding heads) with `--set` overrides, trained through `garden.trainer.train_and_evaluate`
@@ -8,8 +8,10 @@ embedding heads) with `--set` overrides, trained through `garden.trainer.train_a
 probabilities are kept per run, so each variant also gets the paper's ensemble (sum of the
 seeds' softmax scores, specs/seeds_000_001.md A.3) and error reduction relative to I_0.
 
-Writes benchmarks/results/vvl_reproduction.json after every run (a partial grid is still a
-result) and the tables of docs/results/vvl.md (section `vvl-reproduction`).
+Writes benchmarks/results/vvl_reproduce.json after every run (a partial grid is still a
+result) and the tables of docs/results/vvl.md (section `vvl-reproduce`). Each finished run is
+also kept in --cache-dir (test metrics and probabilities), so a grid cut short resumes where it
+stopped when started again with the same arguments.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from benchmarks.common import machine, markdown_table, update_markdown_section, 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POSE_CONFIG = os.path.join(REPO, "configs", "vvl", "alexnet_pose_objects.yaml")
 TRIPLET_CONFIG = os.path.join(REPO, "configs", "vvl", "alexnet_triplet_objects.yaml")
-RESULT_NAME = "vvl_reproduction"
+RESULT_NAME = "vvl_reproduce"
 DOC = os.path.join(REPO, "docs", "results", "vvl.md")
 
 BASELINE = ["model.variations={}", "task.variations={}", "task.alpha=0.0"]
@@ -47,8 +49,8 @@ GROUPS = {
     "lighting": [("I_[5]+L", POSE_CONFIG, LIGHT), ("I_[5]+LP", POSE_CONFIG, BOTH + ["task.alpha=0.6667"])],
     "alpha": [(f"alpha={a}", POSE_CONFIG, POSE + [f"task.alpha={a}"]) for a in (0.2, 0.8)],
     "sparse": [("n_VPI=1 I_0", POSE_CONFIG, BASELINE + SPARSE_1), ("n_VPI=1 I_[5]", POSE_CONFIG, POSE + SPARSE_1)],
-    "placement": [("I_[1]", POSE_CONFIG, POSE + ["model.injections=[1]"]),
-                  ("I_[12345]", POSE_CONFIG, POSE + ["model.injections=[1, 2, 3, 4, 5]"])],
+    "placement": [(f"I_[{i}]", POSE_CONFIG, POSE + [f"model.injections=[{i}]"]) for i in (1, 2, 3, 4)]
+                 + [("I_[12345]", POSE_CONFIG, POSE + ["model.injections=[1, 2, 3, 4, 5]"])],
     "embedding": [("Triplet", TRIPLET_CONFIG, []),
                   ("Siamese", TRIPLET_CONFIG, ["task.embedding_loss=contrastive"])],
 }
@@ -77,6 +79,20 @@ def run_one(config_path: str, overrides: list[str], seed: int, epochs: int, work
     return {"seed": seed, "test": metrics["test"], "train_seconds": metrics.get("train_seconds"),
             "wall_seconds": round(train_wall, 1), "cpu_seconds": round(time.process_time() - cpu_started, 1),
             "probabilities": np.concatenate(probabilities), "labels": np.concatenate(labels)}
+
+
+def save_run(path: str, result: dict) -> None:
+    """Atomically keep one finished run: its arrays, and everything else as JSON."""
+    meta = {k: v for k, v in result.items() if k not in ("probabilities", "labels")}
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, probabilities=result["probabilities"], labels=result["labels"], meta=json.dumps(meta))
+    os.replace(tmp, path)
+
+
+def load_run(path: str) -> dict:
+    with np.load(path) as saved:
+        return {**json.loads(str(saved["meta"])), "probabilities": saved["probabilities"],
+                "labels": saved["labels"]}
 
 
 def summarise(variant: str, runs: list[dict], baseline: dict | None) -> dict:
@@ -116,6 +132,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ensemble-seeds", type=int, default=5, help="seeds of I_0 and I_[5]+P (the ensemble)")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/results/vvl.md")
+    parser.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "vvl_reproduce"),
+                        help="finished runs are kept here; a rerun with the same epochs skips them")
     args = parser.parse_args(argv)
 
     # Priority order, so that a run cut short still holds the central claims: 3 seeds of the
@@ -126,7 +144,7 @@ def main(argv=None) -> int:
              (["I_0", "I_[5]+P"], range(args.seeds, args.ensemble_seeds)),
              (["I_[5]+L", "I_[5]+LP", "n_VPI=1 I_0", "n_VPI=1 I_[5]"], range(args.seeds)),
              (["I_[1]", "I_[12345]", "alpha=0.8", "Triplet"], range(args.seeds)),
-             (["alpha=0.2", "Siamese"], range(args.seeds))]
+             (["alpha=0.2", "Siamese", "I_[2]", "I_[3]", "I_[4]"], range(args.seeds))]
     plan = [(variants[v][0], v, variants[v][1], variants[v][2], s)
             for names, seeds in tiers for s in seeds for v in names if v in variants]
 
@@ -134,10 +152,16 @@ def main(argv=None) -> int:
     groups_of: dict[str, str] = {}
     started = time.time()
     root = tempfile.mkdtemp(prefix="vvl_repro_")
+    os.makedirs(args.cache_dir, exist_ok=True)
     for i, (group, variant, config, overrides, seed) in enumerate(plan):
-        workdir = os.path.join(root, f"{variant.replace(' ', '_').replace('/', '_')}_s{seed}")
+        slug = f"{variant.replace(' ', '_').replace('/', '_')}_s{seed}"
+        cached = os.path.join(args.cache_dir, f"{slug}_e{args.epochs}.npz")
         print(f"[{i + 1}/{len(plan)}] {variant} seed {seed}", flush=True)
-        result = run_one(config, overrides, seed, args.epochs, workdir)
+        if os.path.exists(cached):
+            result = load_run(cached)
+        else:
+            result = run_one(config, overrides, seed, args.epochs, os.path.join(root, slug))
+            save_run(cached, result)
         print(f"  -> test accuracy {result['test']['accuracy']:.4f} ({result['cpu_seconds']} CPU s)", flush=True)
         runs.setdefault(variant, []).append(result)
         groups_of[variant] = group
@@ -156,7 +180,7 @@ def report(runs, groups_of, args, elapsed, *, write_doc=True):
     payload = {
         "benchmark": RESULT_NAME, "machine": machine(), "epochs": args.epochs,
         "elapsed_wall_seconds": round(elapsed, 1),
-        "command": "GARDEN_DATA_DIR=/tmp/garden_data python benchmarks/vvl_reproduction.py "
+        "command": "GARDEN_DATA_DIR=/tmp/garden_data python benchmarks/vvl_reproduce.py "
                    f"--groups {' '.join(args.groups)} --seeds {args.seeds} --ensemble-seeds {args.ensemble_seeds} "
                    f"--epochs {args.epochs}",
         "rows": rows,
@@ -170,7 +194,7 @@ def report(runs, groups_of, args, elapsed, *, write_doc=True):
                 f"{payload['machine']['tensorflow']}; {args.epochs} epochs per run; total wall clock "
                 f"{elapsed / 60:.1f} min, CPU {sum(r['cpu_s'] for r in rows) / 60:.1f} min (this process).\n\n"
                 + table(rows))
-        update_markdown_section(DOC, "vvl-reproduction", body)
+        update_markdown_section(DOC, "vvl-reproduce", body)
     print(json.dumps({r["variant"]: round(r["mean"], 2) for r in rows}), flush=True)
 
 
