@@ -178,14 +178,17 @@ def test_imagenet_stem_and_strides():
 
 def test_task_fits_with_recompute_and_exports_with_parity(tmp_path):
     """The classification task trains GUNN (Algorithm 2 inside Keras' fit, graph mode) and the
-    GUNN and SUNN tasks export to SavedModel and ONNX with parity through the export stage."""
+    GUNN and SUNN tasks export to SavedModel and ONNX with parity through the export stage;
+    also GUNN-24's update units (K = 3, M = 2 stacked bottlenecks)."""
     images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype("float32")
     info = {"num_classes": 3, "image_shape": [8, 8, 3]}
-    for mode in ("gunn", "sunn"):
-        task = ClassificationTask(one_stage(mode=mode), info)
+    variants = {"gunn": {"mode": "gunn"}, "sunn": {"mode": "sunn"},
+                "gunn_k3_m2": {"mode": "gunn", "expansion": 3, "num_bottlenecks": 2}}
+    for name, kwargs in variants.items():
+        task = ClassificationTask(one_stage(**kwargs), info)
         task({"image": images})
         inv.check_fit_step(task, {"image": images}, {"label": np.array([0, 1, 2, 0])})
-        manifest = inv.check_export_parity(task, {"image": images}, tmp_path / mode)
+        manifest = inv.check_export_parity(task, {"image": images}, tmp_path / name)
         assert set(manifest["parity"]) >= {"saved_model", "onnx"}
 
 
