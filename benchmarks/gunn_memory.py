@@ -41,9 +41,9 @@ GUNN15_ARGS = dict(num_classes=10, stem_width=64, widths=(240, 300, 360), segmen
                    final_width=360)
 NETWORKS = {"small": GUNN_ARGS, "gunn15": GUNN15_ARGS}
 VARIANTS = {
-    "gunn_recompute": dict(GUNN_ARGS, mode="gunn", backprop="recompute"),
-    "gunn_autodiff": dict(GUNN_ARGS, mode="gunn", backprop="autodiff"),
-    "sunn": dict(GUNN_ARGS, mode="sunn", backprop="autodiff"),
+    "gunn_recompute": dict(mode="gunn", backprop="recompute"),
+    "gunn_autodiff": dict(mode="gunn", backprop="autodiff"),
+    "sunn": dict(mode="sunn", backprop="autodiff"),
     "resnet20": None,  # width multiplier chosen for equal FLOPs in the parent
 }
 
@@ -58,7 +58,7 @@ def _build(variant: str, resnet_width: float, network: str = "small"):
 
     if variant == "resnet20":
         return resnet.resnet20(width_multiplier=resnet_width, num_classes=10)
-    return GUNNNet(**dict(VARIANTS[variant], **NETWORKS[network]))
+    return GUNNNet(**NETWORKS[network], **VARIANTS[variant])
 
 
 def child(variant: str, batch: int, size: int, steps: int, warmup: int, resnet_width: float,
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     from benchmarks.gunn_reproduce import MARKDOWN
     from garden.methods.gunn.models import GUNNNet
 
-    gunn = GUNNNet(**dict(VARIANTS["gunn_recompute"], **NETWORKS[args.network]))
+    gunn = GUNNNet(**NETWORKS[args.network], **VARIANTS["gunn_recompute"])
     gunn.build((None, args.size, args.size, 3))
     resnet_width = _resnet_width_for(forward_flops(gunn, (args.size, args.size, 3)), args.size)
     rows = []
