@@ -52,13 +52,14 @@ class GUNNNet(Backbone):
         projection: per-segment 1x1 projection shortcuts (CIFAR networks).
         mode: "gunn" (sequential updates) or "sunn" (simultaneous: the ablation baseline).
         residual: False gives the NoRes ablation (no identity in the updates).
-        backprop: "recompute" (Algorithm 2; the default, see docs/methods/gunn.md) or "autodiff".
+        backprop: "reconstruct" (the default), "recompute" (Algorithm 2) or "autodiff"; see
+            docs/methods/gunn.md.
         transition_order: "conv_pool" (Table 4-II) or "pool_conv" (official code).
     """
 
     def __init__(self, num_classes=10, stem="cifar", stem_width=64, widths=(240, 300, 360),
                  segments=(20, 25, 30), expansion=2, num_bottlenecks=1, final_width=360,
-                 projection=True, mode="gunn", residual=True, backprop="recompute",
+                 projection=True, mode="gunn", residual=True, backprop="reconstruct",
                  transition_order="conv_pool", include_top=True, head_dropout=0.0, **kwargs):
         super().__init__(num_classes=num_classes, include_top=include_top, head_dropout=head_dropout, **kwargs)
         widths, segments = [int(w) for w in widths], [int(p) for p in segments]

@@ -115,15 +115,16 @@ def _gradients(layer, x, graph):
     return [g.numpy() for g in grads], [v.numpy() for v in layer.non_trainable_variables]
 
 
+@pytest.mark.parametrize("backprop", ["recompute", "reconstruct"])
 @pytest.mark.parametrize("graph,num_bottlenecks,residual,projection", [
     (True, 1, True, True), (True, 1, False, True), (False, 2, True, True), (False, 1, True, False),
 ], ids=["graph", "graph-nores", "eager-M2", "eager-noproj"])
-def test_recompute_gradients_equal_autodiff(graph, num_bottlenecks, residual, projection):
-    """Algorithm 2 gives autodiff's gradients for the input and every trainable weight, and the
-    same moving statistics after the step."""
+def test_memory_saving_gradients_equal_autodiff(backprop, graph, num_bottlenecks, residual, projection):
+    """Algorithm 2 (recompute) and its reconstruct-only form give autodiff's gradients for the
+    input and every trainable weight, and the same moving statistics after the step."""
     kwargs = dict(num_bottlenecks=num_bottlenecks, residual=residual, projection=projection)
     plain, x = _layer(backprop="autodiff", **kwargs)
-    recompute, _ = _layer(backprop="recompute", **kwargs)
+    recompute, _ = _layer(backprop=backprop, **kwargs)
     expected, stats_expected = _gradients(plain, x, graph)
     actual, stats_actual = _gradients(recompute, x, graph)
     assert len(actual) == len(expected) == 1 + len(plain.trainable_variables)
@@ -135,11 +136,36 @@ def test_recompute_gradients_equal_autodiff(graph, num_bottlenecks, residual, pr
         np.testing.assert_allclose(a, e, atol=1e-6)
 
 
-def test_bn_moving_statistics_update_once_per_step():
+@pytest.mark.parametrize("update_stats", [True, False])
+def test_fused_update_batch_norm_matches_keras(update_stats):
+    """The fused training call normalises as Keras' BatchNormalization does and moves the
+    moving statistics the same way (biased batch variance), or leaves them alone."""
+    x = tf.constant(np.random.default_rng(3).normal(2.0, 3.0, (4, 5, 5, 6)).astype("float32"))
+    fused, reference = UpdateBatchNorm(), keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
+    for layer in (fused, reference):
+        layer.build(x.shape)
+        layer.set_weights([np.linspace(0.5, 2.0, 6, dtype="float32"), np.linspace(-1.0, 1.0, 6, dtype="float32"),
+                           np.full(6, 0.3, "float32"), np.full(6, 1.5, "float32")])
+    np.testing.assert_allclose(fused(x, training=True, update_stats=update_stats), reference(x, training=True),
+                               atol=1e-5)
+    expected = reference.get_weights() if update_stats else [np.full(6, 0.3), np.full(6, 1.5)]
+    np.testing.assert_allclose(fused.moving_mean, expected[-2], atol=1e-6)
+    np.testing.assert_allclose(fused.moving_variance, expected[-1], rtol=1e-6)
+    if update_stats:  # then inference reads the same moving statistics
+        np.testing.assert_allclose(fused(x, training=False), reference(x, training=False), atol=1e-5)
+
+
+def test_update_batch_norm_rejects_non_nhwc_inputs():
+    with pytest.raises(ConfigError, match="last axis of NHWC"):
+        UpdateBatchNorm().build((2, 6))
+
+
+@pytest.mark.parametrize("backprop", ["recompute", "reconstruct", "autodiff"])
+def test_bn_moving_statistics_update_once_per_step(backprop):
     """One training step moves every moving mean m -> 0.9 m + 0.1 batch_mean once: checked on
     the first BN of unit 0, whose input is conv(x) of the layer's own input (spec A8: a
     recomputation that re-ran BN in training mode would apply the momentum twice)."""
-    layer, x = _layer(backprop="recompute")
+    layer, x = _layer(backprop=backprop)
     bn = layer.units[0].norms[0]
     assert isinstance(bn, UpdateBatchNorm) and bn.momentum == pytest.approx(0.9)
     start_mean = np.full(bn.moving_mean.shape, 0.5, np.float32)
@@ -153,11 +179,12 @@ def test_bn_moving_statistics_update_once_per_step():
     np.testing.assert_allclose(bn.moving_variance.numpy(), 0.9 * start_var + 0.1 * batch_var, atol=1e-4)
 
 
-def test_recompute_trains_under_mixed_precision():
+@pytest.mark.parametrize("backprop", ["recompute", "reconstruct"])
+def test_memory_saving_backprop_trains_under_mixed_precision(backprop):
     previous = keras.config.dtype_policy()
     try:
         keras.config.set_dtype_policy("mixed_float16")
-        model = tiny(backprop="recompute")
+        model = tiny(backprop=backprop)
         x = inv.random_inputs(SMALL, batch_size=2)
         inv.check_train_step(model, x, np.arange(2))
     finally:
@@ -195,7 +222,7 @@ def test_task_fits_with_recompute_and_exports_with_parity(tmp_path):
 @pytest.mark.parametrize("kwargs,match", [
     ({"segments": (5, 4)}, "divide the width 12"),
     ({"mode": "gun"}, "did you mean 'gunn'"),
-    ({"backprop": "checkpoint"}, "valid: autodiff, recompute"),
+    ({"backprop": "checkpoint"}, "valid: autodiff, recompute, reconstruct"),
     ({"widths": (12,)}, "one length"),
     ({"transition_order": "pool"}, "valid: conv_pool, pool_conv"),
 ])
