@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.common import op_profile  # noqa: E402
 from garden.methods.aig.flops import count_macs, expected_macs  # noqa: E402
 from garden.registry import MODELS, import_all  # noqa: E402
 
@@ -100,6 +101,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="TF intra-op threads (1: a shared CPU)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--calibration", type=int, default=256, help="random images used to set the gates")
+    parser.add_argument("--profile", action="store_true",
+                        help="also record per-op-type time and op counts of one batch-1 call per mode")
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args(argv)
 
@@ -120,7 +123,7 @@ def main(argv=None):
     theoretical = 1.0 - expected_macs(count, rates) / count.plain
 
     load_before = os.getloadavg()
-    results = {}
+    results, profiles = {}, None
     for batch in args.batches:
         inputs = tf.constant(test[:batch])
 
@@ -129,6 +132,8 @@ def main(argv=None):
                for name, mode in (("aig", "deterministic"), ("all_gates_on", "all"))}
         timed = time_rounds(fns, inputs, args.rounds, args.seconds)
         results[f"tensorflow_batch{batch}"] = _summary(timed, theoretical)
+        if args.profile and batch == 1:
+            profiles = {name: op_profile(fn, (inputs,)) for name, fn in fns.items()}
     with tempfile.TemporaryDirectory() as tmp:
         sessions = {"aig": onnx_session(model, "deterministic", shape, tmp),
                     "all_gates_on": onnx_session(model, "all", shape, tmp)}
@@ -147,6 +152,7 @@ def main(argv=None):
         "macs_gates": sum(count.gates),
         "theoretical_saving": theoretical,
         "results": results,
+        "op_profile_batch1": profiles,
         "threads": args.threads,
         "load_average_before": list(load_before),
         "load_average_after": list(load_after),

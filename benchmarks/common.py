@@ -99,3 +99,41 @@ def update_markdown_section(path: str, section: str, body: str) -> None:
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def op_profile(fn, args, calls: int = 20) -> dict:
+    """Per TensorFlow op type: milliseconds and op executions per call of `fn(*args)`.
+
+    Runs `calls` calls under `tf.profiler` and reads the trace (xplane protobuf, shipped with
+    TensorFlow), so no TensorBoard plugin is needed. Op durations overlap when ops run in
+    parallel, so the times are per-op costs, not a split of the wall time.
+    """
+    import collections
+    import glob
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    for _ in range(3):  # trace and warm up outside the profile
+        fn(*args)
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        for _ in range(calls):
+            result = fn(*args)
+            getattr(result, "numpy", lambda: None)()
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        with open(sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1], "rb") as f:
+            space.ParseFromString(f.read())
+    ms, count = collections.Counter(), collections.Counter()
+    for plane in space.planes:
+        names = {key: meta.name for key, meta in plane.event_metadata.items()}
+        for line in plane.lines:
+            for event in line.events:
+                name = names.get(event.metadata_id, "")
+                op_type = name.rsplit(":", 1)[-1].strip()
+                if ":" in name and not op_type.startswith("__"):  # kernels: "op_name:OpType"
+                    ms[op_type] += event.duration_ps / 1e9 / calls
+                    count[op_type] += 1 / calls
+    return {op: {"ms_per_call": round(ms[op], 3), "ops_per_call": round(count[op], 1)} for op, _ in ms.most_common()}
