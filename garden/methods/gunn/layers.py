@@ -23,11 +23,12 @@ Backprop (`backprop`):
   dL/dz_i into a single N-channel gradient. Moving BN statistics are updated by the forward
   only: the recomputation runs its BNs with `update_stats=False` (`tf.recompute_grad` would
   update them twice, spec A8).
-- "reconstruct": Algorithm 2's reconstruction of z_i without its recomputation. Only a unit's
-  first 1x1 conv and its projection read the N-channel z_i; everything else it keeps for the
-  backward pass is K*o or o channels wide. The forward keeps those narrow activations (one
-  tape per unit) and drops z_i; the backward rebuilds z_i from x and y as Algorithm 2 does and
-  runs the two convolutions' gradients on it. Autodiff's FLOPs, about SUNN's memory.
+- "reconstruct" (the default): Algorithm 2's reconstruction of z_i without its recomputation.
+  Only a unit's first 1x1 conv and its projection read the N-channel z_i; everything else it
+  keeps for the backward pass is K*o or o channels wide. The forward keeps those narrow
+  activations (one tape per unit) and drops z_i; the backward rebuilds z_i from x and y as
+  Algorithm 2 does and runs the two convolutions' gradients on it. Autodiff's FLOPs, about
+  SUNN's memory.
 """
 
 from __future__ import annotations
