@@ -15,8 +15,8 @@ the peak memory as the baseline, run `warmup + steps` SGD steps, and report
 
 Variants: the scaled GUNN-15 of configs/gunn/gunn15_small_fashion_mnist.yaml at twice the width
 (stem 16, N = 48/60/72, P = 4/5/6, K = 2; 12-channel segments as GUNN-15) with `reconstruct`,
-`recompute` and `autodiff` backprop, SUNN (same weights and FLOPs), and a CIFAR pre-activation ResNet-20 whose
-width multiplier gives about the same FLOPs. `--network gunn15` measures the thesis' GUNN-15
+`recompute` and `autodiff` backprop, SUNN (same weights and FLOPs), and a CIFAR pre-activation
+ResNet-20 whose width multiplier gives about the same FLOPs. `--network gunn15` measures the thesis' GUNN-15
 itself (N = 240/300/360, P = 20/25/30): the activation memory autodiff keeps grows with P, so the
 trade-off at the paper's P is not the one at P = 4-6. Writes
 benchmarks/results/gunn_memory[_gunn15].json and the marked section of docs/results/gunn.md.
@@ -219,8 +219,7 @@ def main(argv=None) -> int:
             ratios[f"{v}_over_sunn_speed"] = by[v]["examples_per_s"] / by["sunn"]["examples_per_s"]
     if "resnet20" in by:
         for v in gunns:
-            if v in by:
-                ratios[f"{v}_over_resnet20_speed"] = by[v]["examples_per_s"] / by["resnet20"]["examples_per_s"]
+            ratios[f"{v}_over_resnet20_speed"] = by[v]["examples_per_s"] / by["resnet20"]["examples_per_s"]
     payload = {"command": "python benchmarks/gunn_memory.py " + " ".join(argv or sys.argv[1:]),
                "machine": machine(), "wall_seconds": round(time.time() - started, 1), "rows": rows,
                "ratios": {k: round(v, 3) for k, v in ratios.items()}}

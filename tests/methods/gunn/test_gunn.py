@@ -203,10 +203,10 @@ def test_imagenet_stem_and_strides():
     inv.check_feature_info(model, (32, 32, 3))
 
 
-def test_task_fits_with_recompute_and_exports_with_parity(tmp_path):
-    """The classification task trains GUNN (Algorithm 2 inside Keras' fit, graph mode) and the
-    GUNN and SUNN tasks export to SavedModel and ONNX with parity through the export stage;
-    also GUNN-24's update units (K = 3, M = 2 stacked bottlenecks)."""
+def test_task_fits_and_exports_with_parity(tmp_path):
+    """The classification task trains GUNN (the default reconstruct backprop's custom gradient
+    inside Keras' fit, graph mode), and the GUNN and SUNN tasks export to SavedModel and ONNX
+    with parity through the export stage; also GUNN-24's update units (K = 3, M = 2)."""
     images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype("float32")
     info = {"num_classes": 3, "image_shape": [8, 8, 3]}
     variants = {"gunn": {"mode": "gunn"}, "sunn": {"mode": "sunn"},
