@@ -13,12 +13,14 @@ The decisions are `tf.cond`s: (Stateless)If ops in the SavedModel and ONNX `If` 
 ONNX graph, so both artifacts skip blocks.
 
 Inside the conditional branches F is evaluated functionally (`tf.nn.conv2d`, BatchNorm folded
-into the convolution or applied as a per-channel affine map), with every weight read *outside*
-the branches: tf2onnx 1.17 cannot convert a convolution whose kernel is a variable read inside
-an If branch (the frozen kernel loses its shape there). Reading the weights outside also folds
-BN once per call instead of once per branch. BatchNorm at inference uses its moving statistics,
-so F on a subset of rows equals F on the batch, row for row, and the folded form equals the
-Keras layers' output up to float rounding (tested).
+into the convolution or applied as a per-channel affine map) from a *folded branch*
+(`fold_branch`): the block's weights with BN folded in, computed outside the branches.
+tf2onnx 1.17 cannot convert a convolution whose kernel is a variable read inside an If branch
+(the frozen kernel loses its shape there). Folding costs a multiply per kernel, so a model
+folds once for many calls where it can (`AIGResNet.frozen_weights`) and per call otherwise.
+BatchNorm at inference uses its moving statistics, so F on a subset of rows equals F on the
+batch, row for row, and the folded form equals the Keras layers' output up to float rounding
+(tested).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import tensorflow as tf
 
 from garden.nn.resnet import BasicBlock, BottleneckBlock
 
-__all__ = ["run_gated_block"]
+__all__ = ["fold_branch", "run_branch", "run_block", "run_gated_block"]
 
 
 def _bn_affine(bn, dtype):
@@ -60,18 +62,19 @@ def _conv_step(conv, dtype, bn=None, activation=None):
     return ("conv", conv, kernel, bias, _activation(activation))
 
 
-def _inference_steps(block, dtype):
-    """The residual branch F of a garden BasicBlock / BottleneckBlock as functional steps."""
+def fold_branch(block, dtype):
+    """The residual branch F of a garden BasicBlock / BottleneckBlock as functional steps, with
+    BatchNorm folded in (inference form, `dtype` weights): the input of `run_branch`."""
+    _check_block(block)
     names = ("conv1", "conv2", "conv3") if isinstance(block, BottleneckBlock) else ("conv1", "conv2")
     steps = []
     if block.preact:
+        # BN -> ReLU -> conv -> BN -> ReLU -> ... -> conv: every BN after a conv folds into it.
         steps.append(("affine", *_bn_affine(block.pre, dtype), _activation(block.pre.activation)))
         mids = ("mid1", "mid2") if isinstance(block, BottleneckBlock) else ("mid",)
         for k, name in enumerate(names):
-            steps.append(_conv_step(getattr(block, name), dtype))
-            if k < len(mids):
-                bn = getattr(block, mids[k])
-                steps.append(("affine", *_bn_affine(bn, dtype), _activation(bn.activation)))
+            bn = getattr(block, mids[k]) if k < len(mids) else None
+            steps.append(_conv_step(getattr(block, name), dtype, bn, None if bn is None else bn.activation))
         return steps
     for name in names:
         layer = getattr(block, name)  # ConvBN
@@ -79,7 +82,8 @@ def _inference_steps(block, dtype):
     return steps
 
 
-def _apply(steps, x):
+def run_branch(steps, x):
+    """F(x) from a folded branch."""
     for step in steps:
         if step[0] == "affine":
             _, scale, offset, activation = step
@@ -98,19 +102,30 @@ def _apply(steps, x):
     return x
 
 
-def run_gated_block(block, x, execute):
-    """The block's inference output for inputs x [B, H, W, C] and a bool decision `execute` [B].
-
-    Equals `block.combine(block.shortcut(x) + where(execute, F(x), 0))`.
-    """
+def _check_block(block):
     if not isinstance(block, (BasicBlock, BottleneckBlock)):
         raise TypeError(f"conditional execution needs a BasicBlock or BottleneckBlock, got {type(block).__name__}")
+
+
+def run_block(block, x, branch):
+    """The block's inference output with F run for every row, from its folded branch."""
+    return block.combine(block.shortcut(x, training=False), run_branch(branch, x))
+
+
+def run_gated_block(block, x, execute, branch=None):
+    """The block's inference output for inputs x [B, H, W, C] and a bool decision `execute` [B].
+
+    Equals `block.combine(block.shortcut(x) + where(execute, F(x), 0))`. `branch`: the block's
+    folded branch (`fold_branch(block, x.dtype)`); folded here, outside the cond, when None.
+    """
+    _check_block(block)
     shortcut = block.shortcut(x, training=False)
-    steps = _inference_steps(block, x.dtype)  # weights read here, outside the conds
+    if branch is None:
+        branch = fold_branch(block, x.dtype)
 
     def some_rows():
         rows = tf.where(execute)  # [K, 1] indices of the executed images
-        return tf.tensor_scatter_nd_add(shortcut, rows, _apply(steps, tf.gather_nd(x, rows)))
+        return tf.tensor_scatter_nd_add(shortcut, rows, run_branch(branch, tf.gather_nd(x, rows)))
 
     def no_row():
         return tf.identity(shortcut)

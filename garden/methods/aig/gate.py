@@ -102,25 +102,34 @@ class Gate(keras.layers.Layer):
         """The deterministic decision: execute where beta_execute > beta_skip (float 0/1, [B])."""
         return ops.cast(logits[:, EXECUTE] > logits[:, SKIP], "float32")
 
-    def fast_decision(self, inputs):
-        """`decide(call(x))` at inference in fewer ops (bool [B]): BN folded into the first layer
-        and the two logits reduced to their difference. At batch 1 on a CPU the network's cost is
-        mostly per-op overhead, so the gate's op count decides whether skipping pays off."""
+    def fold(self, dtype):
+        """The deterministic decision's weights at inference, (kernel, bias, w, b): BN folded into
+        the first layer and the two logits reduced to their difference, so that
+        `margin = relu(pooled @ kernel + bias) @ w + b` and the block runs where margin > 0."""
         import tensorflow as tf
 
-        pooled = tf.reduce_mean(inputs, axis=[1, 2])
-        kernel = tf.cast(self.fc1.kernel, inputs.dtype)
-        bias = tf.cast(self.fc1.bias, inputs.dtype)
+        kernel = tf.cast(self.fc1.kernel, tf.float32)
+        bias = tf.cast(self.fc1.bias, tf.float32)
         if self.norm is not None:
-            scale = tf.math.rsqrt(tf.cast(self.norm.moving_variance, tf.float32) + self.norm.epsilon) * self.norm.gamma
-            offset = tf.cast(self.norm.beta - self.norm.moving_mean * scale, inputs.dtype)
-            scale = tf.cast(scale, inputs.dtype)
+            scale = tf.math.rsqrt(tf.cast(self.norm.moving_variance, tf.float32) + self.norm.epsilon)
+            scale = scale * tf.cast(self.norm.gamma, tf.float32)
+            offset = tf.cast(self.norm.beta, tf.float32) - tf.cast(self.norm.moving_mean, tf.float32) * scale
             kernel, bias = kernel * scale, bias * scale + offset
-        hidden = tf.nn.relu(tf.matmul(pooled, kernel) + bias)
-        w2 = tf.cast(self.fc2.kernel, inputs.dtype)
-        b2 = tf.cast(self.fc2.bias, inputs.dtype)
-        margin = tf.linalg.matvec(hidden, w2[:, EXECUTE] - w2[:, SKIP]) + (b2[EXECUTE] - b2[SKIP])
-        return margin > 0
+        w2 = tf.cast(self.fc2.kernel, tf.float32)
+        b2 = tf.cast(self.fc2.bias, tf.float32)
+        folded = (kernel, bias, w2[:, EXECUTE] - w2[:, SKIP], b2[EXECUTE] - b2[SKIP])
+        return tuple(tf.cast(t, dtype) for t in folded)
+
+    def fast_decision(self, inputs, folded=None):
+        """`decide(call(x))` at inference in fewer ops (bool [B]), from `fold(x.dtype)` (folded
+        here when None). At batch 1 on a CPU the network's cost is mostly per-op overhead, so
+        the gate's op count decides whether skipping pays off."""
+        import tensorflow as tf
+
+        kernel, bias, w, b = self.fold(inputs.dtype) if folded is None else folded
+        pooled = tf.reduce_mean(inputs, axis=[1, 2])
+        hidden = tf.nn.relu(tf.nn.bias_add(tf.matmul(pooled, kernel), bias))
+        return tf.linalg.matvec(hidden, w) + b > 0
 
     @staticmethod
     def execute_probability(logits):

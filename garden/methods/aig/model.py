@@ -25,15 +25,26 @@ Inference (`inference_gates`):
   expected execution rate, tracked as a moving average of the training batches' rates.
 - "all": every block runs unscaled (the same network with all gates on; a speed baseline).
 Skipped blocks are really skipped at inference (see `conditional.py`).
+
+Deployment (`frozen_weights`): inside `with model.frozen_weights():`, inference folds BatchNorm
+into the blocks' convolutions and the gates' first layers once, from the current weights, and
+every call reuses the result (constants in a traced graph). Outside it, the folding is part of
+every inference call, so a model whose weights change (training, `load_weights`) is always
+evaluated with its current weights. The serving graphs are traced inside it (task.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from garden.errors import ConfigError, unknown_choice
-from garden.methods.aig.conditional import run_gated_block
+from garden.methods.aig.conditional import fold_branch, run_block, run_gated_block
 from garden.methods.aig.gate import INIT_BIAS, Gate, gumbel_straight_through
 from garden.nn.layers import register_variant
 from garden.nn.resnet import ResNet, cifar_blocks_per_stage
@@ -41,6 +52,19 @@ from garden.nn.resnet import ResNet, cifar_blocks_per_stage
 __all__ = ["AIGResNet", "INFERENCE_GATES"]
 
 INFERENCE_GATES = ("deterministic", "sample", "all_scaled", "all")
+
+
+def _to_numpy(value):
+    return value.numpy() if isinstance(value, tf.Tensor) else value
+
+
+@dataclasses.dataclass(frozen=True)
+class _FoldedWeights:
+    """Inference weights folded once (`AIGResNet.frozen_weights`). A plain object, not a dict:
+    Keras would track a dict attribute's layers and refuse it on a built model."""
+
+    branches: dict  # block index -> fold_branch(...)
+    gates: dict  # gate index -> Gate.fold(...)
 
 
 @keras.saving.register_keras_serializable(package="garden")
@@ -128,6 +152,7 @@ class AIGResNet(ResNet):
         self.execution_rate = self.add_weight(
             shape=(len(self.gated_indices),), initializer=keras.initializers.Constant(p_open),
             trainable=False, aggregation="mean", name="execution_rate")
+        self._frozen = None  # _FoldedWeights inside frozen_weights()
 
     @property
     def block_names(self) -> list[str]:
@@ -138,18 +163,50 @@ class AIGResNet(ResNet):
         """Per block: True when it has a gate."""
         return [i in self._gate_of for i in range(len(self.blocks))]
 
+    # -- frozen inference weights -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def frozen_weights(self):
+        """Inference inside the block uses BN-folded weights computed once, on entry, from the
+        current weights (the form a deployed model runs). Blocks without a gate run the same
+        folded form, so `inference_gates="all"` inside is the same network with every gate on.
+
+        A graph traced inside keeps the folded weights of that moment as constants (the stem,
+        head and projection shortcuts still read their variables): trace serving and benchmark
+        functions here, not functions that run again after the weights change. The SavedModel
+        therefore holds the blocks' weights twice, as variables and as folded constants.
+        """
+        if not self.built:
+            raise RuntimeError("frozen_weights needs a built model: call it on a batch first")
+        previous = self._frozen
+        dtype = self.compute_dtype
+        with tf.init_scope():  # evaluated eagerly even while a tf.function is being traced
+            branches = {i: fold_branch(block, dtype) for i, block in enumerate(self.blocks)}
+            gates = {k: gate.fold(dtype) for k, gate in enumerate(self.gates)}
+            # numpy, not eager tensors: each use becomes a Const op where it is used, inside
+            # the conditional's branch for F. oneDNN caches the reordered filter of a
+            # convolution only when the filter is a Const, and tf2onnx loses the shape of a
+            # captured tensor (a placeholder) inside an If branch.
+            branches, gates = tf.nest.map_structure(_to_numpy, (branches, gates))
+        self._frozen = _FoldedWeights(branches=branches, gates=gates)
+        try:
+            yield self
+        finally:
+            self._frozen = previous
+
     # -- forward ------------------------------------------------------------------------------
 
     def _gated_block(self, index, block, x, training, symbolic, decisions, batch_rates):
         gate_index = self._gate_of.get(index)
         ones = ops.ones_like(x[:, 0, 0, 0])
-        if gate_index is None:
-            decisions.append(ones)
-            return block(x, training=training)
         mode = "train" if training else ("deterministic" if symbolic else self.inference_gates)
-        if mode == "all":
+        frozen = self._frozen if mode != "train" and not symbolic else None
+        branch = frozen.branches[index] if frozen is not None else None
+        if gate_index is None or mode == "all":
             decisions.append(ones)
-            return block(x, training=False)
+            if branch is not None:
+                return run_block(block, x, branch)
+            return block(x, training=training)
         if mode == "all_scaled":
             decisions.append(ones)
             shortcut, residual = block.forward_parts(x, training=False)
@@ -157,9 +214,9 @@ class AIGResNet(ResNet):
             return block.combine(shortcut, residual * rate)
         gate = self.gates[gate_index]
         if mode == "deterministic" and not symbolic:
-            execute = gate.fast_decision(x)
+            execute = gate.fast_decision(x, frozen.gates[gate_index] if frozen is not None else None)
             decisions.append(ops.cast(execute, x.dtype))
-            return run_gated_block(block, x, execute)
+            return run_gated_block(block, x, execute, branch)
         logits = gate(x, training=training)
         if mode == "train":
             z = gumbel_straight_through(logits, self.temperature, self.noise)
@@ -173,7 +230,7 @@ class AIGResNet(ResNet):
             # The thesis' training form: F on the whole batch, multiplied by z (Sec. 5.3.2).
             shortcut, residual = block.forward_parts(x, training=training)
             return block.combine(shortcut, residual * ops.cast(z, residual.dtype)[:, None, None, None])
-        return run_gated_block(block, x, z > 0.5)
+        return run_gated_block(block, x, z > 0.5, branch)
 
     def _update_rates(self, batch_rates):
         rates = ops.stack(batch_rates)

@@ -20,6 +20,8 @@ executed blocks of each image, see flops.py) and, with `log_block_rates`, `rate_
 Serving: `probabilities`, `class_id` and `executed_blocks` (int32 [B, num_blocks], 1 where the
 block ran). Serving always uses deterministic gates, whatever the model's `inference_gates`:
 a served model must answer the same input the same way (and so its exports can be checked).
+It runs inside `model.frozen_weights()`: BatchNorm is folded once, when the serving graph is
+traced, not on every request.
 """
 
 from __future__ import annotations
@@ -159,7 +161,9 @@ class AIGClassificationTask(ClassificationTask):
         chosen = model.inference_gates
         model.inference_gates = "deterministic"
         try:
-            outputs = self({"image": ops.cast(images, "float32")}, training=False)
+            # BN folded once: a traced serving graph holds the folded weights as constants.
+            with model.frozen_weights():
+                outputs = self({"image": ops.cast(images, "float32")}, training=False)
         finally:
             model.inference_gates = chosen
         logits = outputs["logits"]

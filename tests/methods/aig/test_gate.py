@@ -63,6 +63,8 @@ def test_fast_decision_matches_the_layers():
     decided = Gate.decide(gate(x, training=False)).numpy() > 0.5
     assert 0 < decided.sum() < 64
     np.testing.assert_array_equal(gate.fast_decision(tf.constant(x)).numpy(), decided)
+    folded = [t.numpy() for t in gate.fold(tf.float32)]  # the frozen form: folded once
+    np.testing.assert_array_equal(gate.fast_decision(tf.constant(x), folded).numpy(), decided)
 
 
 def test_gate_invariants_and_parameter_count(tmp_path):

@@ -160,6 +160,58 @@ def test_inference_modes():
     assert set(np.unique(sampled)) <= {0.0, 1.0}
 
 
+def _mixed_gate_model(rng, **kw):
+    """A small model with random BN statistics whose gates skip some blocks for some images."""
+    model = _tiny(**kw)
+    x = rng.standard_normal((6, *CIFAR)).astype(np.float32)
+    model(x)
+    _random_bn(model, rng)
+    for gate in model.gates:
+        gate.fc2.kernel.assign(rng.standard_normal(gate.fc2.kernel.shape).astype(np.float32) * 3)
+        gate.fc2.bias.assign(np.zeros(2, np.float32))
+    return model, x
+
+
+@pytest.mark.parametrize("preact", [False, True], ids=["postact", "preact"])
+def test_frozen_weights_equal_the_live_model(preact):
+    """Inside frozen_weights (BN folded once, the serving form) every inference mode gives the
+    live model's outputs, eager and traced; the gates decide alike."""
+    model, x = _mixed_gate_model(np.random.default_rng(4), preact=preact)
+    for mode in ("deterministic", "all"):
+        model.inference_gates = mode
+        live = model(x)
+        with model.frozen_weights():
+            frozen = model(x)
+            traced = tf.function(lambda t: model(t))(tf.constant(x))
+        np.testing.assert_array_equal(frozen["gates"].numpy(), live["gates"].numpy())
+        inv.assert_trees_close(frozen, live, atol=2e-5, rtol=2e-5, what=mode)
+        inv.assert_trees_close(traced, live, atol=2e-5, rtol=2e-5, what=f"{mode}, traced")
+    gated = live["gates"].numpy()  # mode "all" last: every block ran
+    assert np.all(gated == 1)
+    model.inference_gates = "deterministic"
+    decided = model(x)["gates"].numpy()[:, model.gated_indices]
+    assert 0 < decided.mean() < 1, "the test needs skipped and executed blocks"
+
+
+def test_the_live_model_is_never_stale():
+    """Outside frozen_weights the folding is part of every call: a graph traced before the
+    weights change (training, load_weights) gives the new weights' outputs."""
+    model, x = _mixed_gate_model(np.random.default_rng(5))
+    live_fn = tf.function(lambda t: model(t)["logits"])
+    before = live_fn(x).numpy()
+    _random_bn(model, np.random.default_rng(6))
+    after = model(x)["logits"].numpy()
+    assert np.abs(after - before).max() > 1e-3
+    np.testing.assert_allclose(live_fn(x).numpy(), after, atol=2e-5, rtol=2e-5)
+    assert model._frozen is None
+
+
+def test_frozen_weights_need_a_built_model():
+    with pytest.raises(RuntimeError, match="built model"):
+        with _tiny().frozen_weights():
+            pass
+
+
 def test_training_updates_the_running_rates():
     model = _tiny(rate_momentum=0.0)
     x = inv.random_inputs(CIFAR, batch_size=8)
