@@ -61,19 +61,21 @@ def calibrate_gates(model, images, rate, seed=0):
         x = block(x, training=False)
 
 
-def time_rounds(fns, inputs, rounds, seconds):
-    """{name: [examples/s per round]}: every round runs each fn for about `seconds`."""
-    batch = int(inputs.shape[0])
+def time_rounds(fns, batches, rounds, seconds):
+    """{name: [examples/s per round]}: every round runs each fn for about `seconds`, cycling
+    through `batches` (so that the blocks executed are those of the whole test set, not of
+    one image)."""
+    size = int(batches[0].shape[0])
     rates = {name: [] for name in fns}
     for fn in fns.values():  # warm-up (tracing)
-        fn(inputs)
+        fn(batches[0])
     for _ in range(rounds):
         for name, fn in fns.items():
             n, start = 0, time.perf_counter()
             while time.perf_counter() - start < seconds:
-                fn(inputs)
+                fn(batches[n % len(batches)])
                 n += 1
-            rates[name].append(n * batch / (time.perf_counter() - start))
+            rates[name].append(n * size / (time.perf_counter() - start))
     return rates
 
 
@@ -126,20 +128,20 @@ def main(argv=None):
     load_before = os.getloadavg()
     results, profiles = {}, None
     for batch in args.batches:
-        inputs = tf.constant(test[:batch])
+        batches = [tf.constant(test[i:i + batch]) for i in range(0, len(test) - batch + 1, batch)]
 
         # Each mode is traced once (the mode is read at trace time).
         fns = {name: tf.function(lambda x, _m=mode, _f=frozen: _forward(model, _m, x, _f))
                for name, mode, frozen in (("aig", "deterministic", True), ("all_gates_on", "all", True),
                                           ("all_gates_on_keras", "all", False))}
-        timed = time_rounds(fns, inputs, args.rounds, args.seconds)
+        timed = time_rounds(fns, batches, args.rounds, args.seconds)
         results[f"tensorflow_batch{batch}"] = _summary(timed, theoretical)
         if args.profile and batch == 1:
-            profiles = {name: op_profile(fn, (inputs,)) for name, fn in fns.items()}
+            profiles = {name: op_profile(fn, (batches[0],)) for name, fn in fns.items()}
     with tempfile.TemporaryDirectory() as tmp:
         sessions = {"aig": onnx_session(model, "deterministic", shape, tmp),
                     "all_gates_on": onnx_session(model, "all", shape, tmp)}
-        timed = time_rounds(sessions, test[:1], args.rounds, args.seconds)
+        timed = time_rounds(sessions, [test[i:i + 1] for i in range(len(test))], args.rounds, args.seconds)
         results["onnxruntime_batch1"] = _summary(timed, theoretical)
     load_after = os.getloadavg()
 
