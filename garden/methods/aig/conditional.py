@@ -7,7 +7,7 @@ Per block and batch, with TF ops only (no Python loop over images):
 
     no gate on     -> the shortcut alone: F is not run (no arithmetic, no op launches)
     some gates on  -> F on the executed rows only: gather_nd, F, tensor_scatter_nd_add
-    all gates on   -> F on the batch, added to the shortcut (no gather, no scatter)
+    all gates on   -> the same, but F's output is added to the shortcut (no scatter)
 
 The decisions are `tf.cond`s: (Stateless)If ops in the SavedModel and ONNX `If` nodes in the
 ONNX graph, so both artifacts skip blocks.
@@ -125,14 +125,13 @@ def run_gated_block(block, x, execute, branch=None):
 
     def some_rows():
         rows = tf.where(execute)  # [K, 1] indices of the executed images
-        # When every row runs (always, at batch 1) the gather and the scatter would only copy
-        # the activations, which costs milliseconds on ImageNet-sized maps: two light conds
-        # skip them. F itself is in no nested branch: the exported graphs would hold its
-        # weights once per branch, and tf2onnx's conversion memory grows with them (an
-        # Adanet-50 with F in two branches: 149 MB of ONNX and a 14.8 GB conversion peak).
+        residual = run_branch(branch, tf.gather_nd(x, rows))
+        # When every row runs (always, at batch 1) the scatter would copy the shortcut and add
+        # row by row, which costs milliseconds per block on ImageNet-sized maps in TensorFlow:
+        # a light nested cond adds instead. F itself is in no nested branch: the exported
+        # graphs would hold its weights once per branch, and tf2onnx's conversion memory grows
+        # with them (an Adanet-50 with F in two branches: 149 MB of ONNX, a 14.8 GB peak).
         every = tf.equal(tf.shape(rows, out_type=tf.int32)[0], tf.shape(x, out_type=tf.int32)[0])
-        inputs = tf.cond(every, lambda: tf.identity(x), lambda: tf.gather_nd(x, rows))
-        residual = run_branch(branch, inputs)
         return tf.cond(every, lambda: shortcut + residual,
                        lambda: tf.tensor_scatter_nd_add(shortcut, rows, residual))
 
