@@ -1,22 +1,24 @@
 """Wall-clock savings of ConvNet-AIG's skipped blocks against the theoretical MAC saving.
 
-    python benchmarks/aig_speed.py [--model aig_resnet110] [--rate 0.7] [--repeats 5]
+    python benchmarks/aig_speed.py [--model aig_resnet110] [--rate 0.7] [--rounds 5]
 
 One network, two ways of running it at inference (batch 1 and batch 32, tf.function, float32,
 on random 32x32 inputs): with its gates (blocks whose gate is off are not computed,
 `inference_gates="deterministic"`) and with every block executed (`inference_gates="all"`, the
-same weights, no gates evaluated). Both are traced inside `model.frozen_weights()`, the form the
-exported model runs (BatchNorm folded once), so they differ only in the gating. A third row,
-`all_gates_on_keras`, is the plain network as Keras layers run it (BN unfolded), for reference. The gates are set, not trained: each gate's last layer gets a
-random kernel (so decisions differ per image) and a bias that opens it for a fraction `--rate`
-of random inputs, so every gated block runs at about that rate, as a trained AIG at target t.
-The same is timed in onnxruntime on the exported graph (batch 1).
+same weights, no gates evaluated). Both are traced inside `model.frozen_weights()`, the form
+the exported model runs (BatchNorm folded once), so they differ only in the gating. A third
+row, `all_gates_on_keras`, is the plain network as the Keras layers run it (BN unfolded), for
+reference. The gates are set, not trained: each gate's last layer gets a random kernel (so
+decisions differ per image) and a bias that opens it for a fraction `--rate` of random inputs,
+so every gated block runs at about that rate, as a trained AIG at target t. The same is timed
+in onnxruntime on the exported graph (batch 1).
 
-Theoretical saving = 1 - expected MACs / MACs with every block (flops.py); realised share =
-wall-clock saving / theoretical saving (goal at batch 1: >= 0.6). Timings alternate between the
-two modes in rounds, so that changing load from other jobs hits both alike; the median round
-is reported with the load average (os.getloadavg) before and after.
-Writes benchmarks/results/aig_speed.json.
+Theoretical saving = 1 - expected MACs / MACs with every block (flops.py), over the test
+images; realised share = wall-clock saving / theoretical saving (goal at batch 1: >= 0.6).
+Every timed call takes the next batch of those test images, so the blocks executed are the
+ones counted. Timings alternate between the modes in rounds, so that changing load from other
+jobs hits all alike; the median round is reported with the load average (os.getloadavg)
+before and after. Writes benchmarks/results/aig_speed.json.
 """
 
 from __future__ import annotations

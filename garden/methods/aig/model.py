@@ -39,7 +39,6 @@ import contextlib
 import dataclasses
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
