@@ -131,8 +131,7 @@ def run_gated_block(block, x, execute, branch=None):
         # a light nested cond adds instead. F itself is in no nested branch: the exported
         # graphs would hold its weights once per branch, and tf2onnx's conversion memory grows
         # with them (an Adanet-50 with F in two branches: 149 MB of ONNX, a 14.8 GB peak).
-        every = tf.equal(tf.shape(rows, out_type=tf.int32)[0], tf.shape(x, out_type=tf.int32)[0])
-        return tf.cond(every, lambda: shortcut + residual,
+        return tf.cond(tf.reduce_all(execute), lambda: shortcut + residual,
                        lambda: tf.tensor_scatter_nd_add(shortcut, rows, residual))
 
     def no_row():

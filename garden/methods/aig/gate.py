@@ -103,9 +103,9 @@ class Gate(keras.layers.Layer):
         return ops.cast(logits[:, EXECUTE] > logits[:, SKIP], "float32")
 
     def fold(self, dtype):
-        """The deterministic decision's weights at inference, (kernel, bias, w, b): BN folded into
-        the first layer and the two logits reduced to their difference, so that
-        `margin = relu(pooled @ kernel + bias) @ w + b` and the block runs where margin > 0."""
+        """The deterministic decision's weights at inference, (kernel, bias, w, threshold): BN
+        folded into the first layer and the two logits reduced to their difference, so that the
+        block runs where `relu(pooled @ kernel + bias) @ w > threshold`."""
         import tensorflow as tf
 
         kernel = tf.cast(self.fc1.kernel, tf.float32)
@@ -117,7 +117,7 @@ class Gate(keras.layers.Layer):
             kernel, bias = kernel * scale, bias * scale + offset
         w2 = tf.cast(self.fc2.kernel, tf.float32)
         b2 = tf.cast(self.fc2.bias, tf.float32)
-        folded = (kernel, bias, w2[:, EXECUTE] - w2[:, SKIP], b2[EXECUTE] - b2[SKIP])
+        folded = (kernel, bias, w2[:, EXECUTE] - w2[:, SKIP], b2[SKIP] - b2[EXECUTE])
         return tuple(tf.cast(t, dtype) for t in folded)
 
     def fast_decision(self, inputs, folded=None):
@@ -126,10 +126,10 @@ class Gate(keras.layers.Layer):
         the gate's op count decides whether skipping pays off."""
         import tensorflow as tf
 
-        kernel, bias, w, b = self.fold(inputs.dtype) if folded is None else folded
+        kernel, bias, w, threshold = self.fold(inputs.dtype) if folded is None else folded
         pooled = tf.reduce_mean(inputs, axis=[1, 2])
         hidden = tf.nn.relu(tf.nn.bias_add(tf.matmul(pooled, kernel), bias))
-        return tf.linalg.matvec(hidden, w) + b > 0
+        return tf.linalg.matvec(hidden, w) > threshold
 
     @staticmethod
     def execute_probability(logits):
