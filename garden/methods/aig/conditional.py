@@ -29,10 +29,10 @@ import tensorflow as tf
 
 from garden.nn.resnet import BasicBlock, BottleneckBlock
 
-__all__ = ["fold_branch", "run_branch", "run_block", "run_gated_block"]
+__all__ = ["bn_affine", "fold_branch", "run_branch", "run_block", "run_gated_block"]
 
 
-def _bn_affine(bn, dtype):
+def bn_affine(bn, dtype):
     """(scale, offset) of a BatchNormalization at inference: y = x * scale + offset."""
     scale = tf.math.rsqrt(tf.cast(bn.moving_variance, tf.float32) + bn.epsilon)
     if bn.gamma is not None:
@@ -56,7 +56,7 @@ def _conv_step(conv, dtype, bn=None, activation=None):
     kernel = tf.cast(conv.kernel, dtype)
     bias = tf.cast(conv.bias, dtype) if conv.use_bias else None
     if bn is not None:
-        scale, offset = _bn_affine(bn, dtype)
+        scale, offset = bn_affine(bn, dtype)
         kernel = kernel * scale
         bias = offset if bias is None else bias * scale + offset
     return ("conv", conv, kernel, bias, _activation(activation))
@@ -70,7 +70,7 @@ def fold_branch(block, dtype):
     steps = []
     if block.preact:
         # BN -> ReLU -> conv -> BN -> ReLU -> ... -> conv: every BN after a conv folds into it.
-        steps.append(("affine", *_bn_affine(block.pre, dtype), _activation(block.pre.activation)))
+        steps.append(("affine", *bn_affine(block.pre, dtype), _activation(block.pre.activation)))
         mids = ("mid1", "mid2") if isinstance(block, BottleneckBlock) else ("mid",)
         for k, name in enumerate(names):
             bn = getattr(block, mids[k]) if k < len(mids) else None

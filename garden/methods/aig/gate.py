@@ -22,9 +22,11 @@ Choices the text leaves open, settled by the authors' released code (andreasveit
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from garden.errors import ConfigError
+from garden.methods.aig.conditional import bn_affine
 from garden.nn.layers import BNAct, dense_initializer
 
 __all__ = ["Gate", "gumbel_straight_through", "EXECUTE", "SKIP", "INIT_BIAS"]
@@ -106,14 +108,10 @@ class Gate(keras.layers.Layer):
         """The deterministic decision's weights at inference, (kernel, bias, w, threshold): BN
         folded into the first layer and the two logits reduced to their difference, so that the
         block runs where `relu(pooled @ kernel + bias) @ w > threshold`."""
-        import tensorflow as tf
-
         kernel = tf.cast(self.fc1.kernel, tf.float32)
         bias = tf.cast(self.fc1.bias, tf.float32)
         if self.norm is not None:
-            scale = tf.math.rsqrt(tf.cast(self.norm.moving_variance, tf.float32) + self.norm.epsilon)
-            scale = scale * tf.cast(self.norm.gamma, tf.float32)
-            offset = tf.cast(self.norm.beta, tf.float32) - tf.cast(self.norm.moving_mean, tf.float32) * scale
+            scale, offset = bn_affine(self.norm, tf.float32)
             kernel, bias = kernel * scale, bias * scale + offset
         w2 = tf.cast(self.fc2.kernel, tf.float32)
         b2 = tf.cast(self.fc2.bias, tf.float32)
@@ -124,8 +122,6 @@ class Gate(keras.layers.Layer):
         """`decide(call(x))` at inference in fewer ops (bool [B]), from `fold(x.dtype)` (folded
         here when None). At batch 1 on a CPU the network's cost is mostly per-op overhead, so
         the gate's op count decides whether skipping pays off."""
-        import tensorflow as tf
-
         kernel, bias, w, threshold = self.fold(inputs.dtype) if folded is None else folded
         pooled = tf.reduce_mean(inputs, axis=[1, 2])
         hidden = tf.nn.relu(tf.nn.bias_add(tf.matmul(pooled, kernel), bias))
