@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from export.errors import ExportError
+from export.onnx_layout import move_transposes_out_of_ifs
 
 # tf2onnx's default opset range is the one its CI covers (anchors.md section 7).
 DEFAULT_OPSET = 17
@@ -16,6 +17,7 @@ def write_onnx(serving_fn, signature: dict, path: str, opset: int = DEFAULT_OPSE
     import tf2onnx
 
     model_proto, _ = tf2onnx.convert.from_function(serving_fn, input_signature=[signature], opset=opset)
+    move_transposes_out_of_ifs(model_proto)  # conditional graphs: NCHW across If boundaries
     onnx.checker.check_model(model_proto, full_check=True)
     names = [i.name for i in model_proto.graph.input]
     if sorted(names) != sorted(signature):

@@ -9,8 +9,9 @@ import tensorflow as tf
 from export.serving import serving_signature
 
 
-def write_saved_model(task, path: str) -> None:
-    """Write the task's serving function as `serving_default` at `path` (a new folder).
+def write_saved_model(task, path: str, batch_size: int | None = None) -> None:
+    """Write the task's serving function as `serving_default` at `path` (a new folder), for
+    inputs of `batch_size` rows (None: any number).
 
     Only the exported model's variables are tracked: a serving function that touches a
     training-only head fails here instead of shipping it.
@@ -18,7 +19,7 @@ def write_saved_model(task, path: str) -> None:
     archive = keras.export.ExportArchive()
     archive.track(task.export_model())
     archive.add_endpoint(name="serving_default", fn=lambda inputs: task.serve(inputs),
-                         input_signature=[serving_signature(task)])
+                         input_signature=[serving_signature(task, batch_size)])
     archive.write_out(path, verbose=False)
 
 

@@ -11,14 +11,19 @@ import numpy as np
 import tensorflow as tf
 
 
-def serving_signature(task) -> dict[str, tf.TensorSpec]:
-    """The task's raw serving inputs, with each spec named after its key (ONNX input names)."""
-    return {name: tf.TensorSpec(spec.shape, spec.dtype, name=name)
+def serving_signature(task, batch_size: int | None = None) -> dict[str, tf.TensorSpec]:
+    """The task's raw serving inputs, with each spec named after its key (ONNX input names).
+
+    `batch_size` fixes the leading dimension (None keeps any batch size): a graph traced for a
+    known batch size can be specialised, e.g. ConvNet-AIG's one-cond path at batch 1.
+    """
+    return {name: tf.TensorSpec([batch_size, *spec.shape[1:]] if batch_size else spec.shape, spec.dtype,
+                                name=name)
             for name, spec in task.serving_inputs().items()}
 
 
-def serving_function(task) -> tf.types.experimental.PolymorphicFunction:
-    signature = serving_signature(task)
+def serving_function(task, batch_size: int | None = None) -> tf.types.experimental.PolymorphicFunction:
+    signature = serving_signature(task, batch_size)
 
     # The parameter's name prefixes graph input names when it equals a key ("inputs" would
     # become "inputs_inputs" in ONNX), so it is one no task uses as a serving input.

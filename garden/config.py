@@ -225,6 +225,9 @@ class ExportConfig(_Strict):
     version: int = Field(1, ge=1, description="TF Serving version directory")
     tolerance: float = Field(1e-4, gt=0, description="largest allowed |Keras - SavedModel| and |Keras - ONNX|")
     num_parity_examples: int = Field(16, ge=1, description="real inputs used for the parity check")
+    batch_size: int | None = Field(
+        None, ge=1, description="fixed batch size of the serving signature (e.g. 1 for latency serving, "
+        "where ConvNet-AIG skips blocks with one cond each); null: any batch size")
 
     @field_validator("formats")
     @classmethod

@@ -590,7 +590,8 @@ def export_from_workdir(config, workdir) -> dict:
                  "class_names": task.data_info.get("class_names"), "checkpoint": BEST_CHECKPOINT}
         manifest = export_task(task, workdir=workdir, name=config.export_name, version=int(config.export.version),
                                formats=tuple(config.export.formats), tolerance=float(config.export.tolerance),
-                               sample_features=features, extra_manifest=extra)
+                               sample_features=features, extra_manifest=extra,
+                               batch_size=config.export.batch_size)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     return manifest

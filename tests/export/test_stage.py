@@ -114,6 +114,30 @@ def test_parity_failure_raises_and_keeps_previous_export(exported, features, mon
     assert not [p for p in os.listdir(workdir) if "staging" in p]
 
 
+@pytest.mark.parametrize("batch_size, rows", [(3, 3), (6, 6)], ids=["fewer_than_given", "more_than_given"])
+def test_fixed_batch_size(tmp_path, features, batch_size, rows):
+    """export.batch_size fixes the signature's batch dimension in both artifacts; parity runs on
+    whole batches (the 4 parity inputs cut to 3, or repeated to fill 6)."""
+    import onnx
+
+    manifest = export_task(TinyTask(), workdir=str(tmp_path), name="tiny", sample_features=features,
+                           batch_size=batch_size)
+    assert manifest["inputs"]["images"]["shape"] == [batch_size, 8, 8, 3]
+    assert manifest["outputs"]["probabilities"]["shape"] == [batch_size, 3]
+    assert manifest["parity"]["num_examples"] == rows
+    graph = onnx.load(os.path.join(str(tmp_path), "export", "tiny.onnx")).graph
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_value == batch_size
+    loaded = tf.saved_model.load(os.path.join(str(tmp_path), "export", "saved_model", "tiny", "1"))
+    spec = loaded.signatures["serving_default"].structured_input_signature[1]["images"]
+    assert spec.shape.as_list() == [batch_size, 8, 8, 3]
+
+
+def test_bad_batch_size_is_one_line_error(tmp_path, features):
+    with pytest.raises(ExportError, match=r"export batch size must be >= 1 or None \(any\), got 0"):
+        export_task(TinyTask(), workdir=str(tmp_path), name="tiny", sample_features=features, batch_size=0)
+    assert not os.path.exists(os.path.join(str(tmp_path), "export"))
+
+
 def test_unknown_format_is_one_line_error(tmp_path, features):
     with pytest.raises(ExportError, match=r"unknown export format\(s\) \['tflite'\]; valid: saved_model, onnx"):
         export_task(TinyTask(), workdir=str(tmp_path), name="tiny", formats=("tflite",), sample_features=features)

@@ -8,6 +8,7 @@ Per block and batch, with TF ops only (no Python loop over images):
     no gate on     -> the shortcut alone: F is not run (no arithmetic, no op launches)
     some gates on  -> F on the executed rows only: gather_nd, F, tensor_scatter_nd_add
     all gates on   -> the same, but F's output is added to the shortcut (no scatter)
+    batch of one   -> (static batch size 1) one cond on the scalar decision: F or the shortcut
 
 The decisions are `tf.cond`s: (Stateless)If ops in the SavedModel and ONNX `If` nodes in the
 ONNX graph, so both artifacts skip blocks.
@@ -112,30 +113,43 @@ def run_block(block, x, branch):
     return block.combine(block.shortcut(x, training=False), run_branch(branch, x))
 
 
-def run_gated_block(block, x, execute, branch=None):
+def run_gated_block(block, x, execute, branch=None, input_is_relu=False):
     """The block's inference output for inputs x [B, H, W, C] and a bool decision `execute` [B].
 
     Equals `block.combine(block.shortcut(x) + where(execute, F(x), 0))`. `branch`: the block's
     folded branch (`fold_branch(block, x.dtype)`); folded here, outside the cond, when None.
+    `input_is_relu`: x is a ReLU output (x >= 0), as every block input of a post-activation
+    ResNet is; a skipped identity block then returns x itself (its ReLU(x) is x).
     """
     _check_block(block)
     shortcut = block.shortcut(x, training=False)
     if branch is None:
         branch = fold_branch(block, x.dtype)
+    passthrough = input_is_relu and block.projection is None
+
+    def executed():
+        return block.combine(shortcut, run_branch(branch, x))
+
+    def skipped():
+        # A post-activation block's ReLU of a non-negative x is x: no op on the feature map.
+        return tf.identity(shortcut) if passthrough else block.combine(shortcut)
+
+    if x.shape[0] == 1:
+        # A batch of one, known when the graph is traced (a batch-1 serving signature, the
+        # latency case): the decision is a scalar, so one cond runs or skips F, with no
+        # gather, scatter or every-row test, each of which costs as much as a small block's
+        # convolution at this size.
+        return tf.cond(tf.reshape(execute, []), executed, skipped)
 
     def some_rows():
         rows = tf.where(execute)  # [K, 1] indices of the executed images
         residual = run_branch(branch, tf.gather_nd(x, rows))
-        # When every row runs (always, at batch 1) the scatter would copy the shortcut and add
-        # row by row, which costs milliseconds per block on ImageNet-sized maps in TensorFlow:
-        # a light nested cond adds instead. F itself is in no nested branch: the exported
-        # graphs would hold its weights once per branch, and tf2onnx's conversion memory grows
-        # with them (an Adanet-50 with F in two branches: 149 MB of ONNX, a 14.8 GB peak).
-        return tf.cond(tf.reduce_all(execute), lambda: shortcut + residual,
-                       lambda: tf.tensor_scatter_nd_add(shortcut, rows, residual))
+        # When every row runs the scatter would copy the shortcut and add row by row, which
+        # costs milliseconds per block on ImageNet-sized maps in TensorFlow: a light nested
+        # cond adds instead. F itself is in no nested branch: the exported graphs would hold
+        # its weights once per branch, and tf2onnx's conversion memory grows with them (an
+        # Adanet-50 with F in two branches: 149 MB of ONNX, a 14.8 GB peak).
+        return block.combine(tf.cond(tf.reduce_all(execute), lambda: shortcut + residual,
+                                     lambda: tf.tensor_scatter_nd_add(shortcut, rows, residual)))
 
-    def no_row():
-        return tf.identity(shortcut)
-
-    summed = tf.cond(tf.reduce_any(execute), some_rows, no_row)
-    return block.combine(summed)
+    return tf.cond(tf.reduce_any(execute), some_rows, skipped)

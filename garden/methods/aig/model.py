@@ -152,6 +152,9 @@ class AIGResNet(ResNet):
             shape=(len(self.gated_indices),), initializer=keras.initializers.Constant(p_open),
             trainable=False, aggregation="mean", name="execution_rate")
         self._frozen = None  # _FoldedWeights inside frozen_weights()
+        # Post-activation: the stem (conv-BN-ReLU, then max pooling) and every block end in a
+        # ReLU, so each block's input is >= 0 and a skipped identity block passes it through.
+        self._block_inputs_are_relu = not self.preact and getattr(self.stem, "activation", None) == "relu"
 
     @property
     def block_names(self) -> list[str]:
@@ -215,7 +218,7 @@ class AIGResNet(ResNet):
         if mode == "deterministic" and not symbolic:
             execute = gate.fast_decision(x, frozen.gates[gate_index] if frozen is not None else None)
             decisions.append(ops.cast(execute, x.dtype))
-            return run_gated_block(block, x, execute, branch)
+            return run_gated_block(block, x, execute, branch, self._block_inputs_are_relu)
         logits = gate(x, training=training)
         if mode == "train":
             z = gumbel_straight_through(logits, self.temperature, self.noise)
@@ -229,7 +232,7 @@ class AIGResNet(ResNet):
             # The thesis' training form: F on the whole batch, multiplied by z (Sec. 5.3.2).
             shortcut, residual = block.forward_parts(x, training=training)
             return block.combine(shortcut, residual * ops.cast(z, residual.dtype)[:, None, None, None])
-        return run_gated_block(block, x, z > 0.5, branch)
+        return run_gated_block(block, x, z > 0.5, branch, self._block_inputs_are_relu)
 
     def _update_rates(self, batch_rates):
         rates = ops.stack(batch_rates)

@@ -20,8 +20,9 @@ def test_straight_through_is_hard_forward_and_soft_backward():
     assert set(np.unique(values)) <= {0.0, 1.0} and 0 < values.sum() < 256
     grad = tape.gradient(loss, logits).numpy()
     assert np.all(np.isfinite(grad)) and np.abs(grad).sum() > 0
-    # The soft sample's gradient: d softmax_1 / d logit_1 = p (1 - p) >= 0, and the opposite for logit_0.
-    assert np.all(grad[:, 1] >= 0) and np.allclose(grad[:, 0], -grad[:, 1], atol=1e-6)
+    # The soft sample's gradient: d softmax_1 / d logit_1 = p (1 - p) >= 0, and the opposite for logit_0,
+    # up to float32 rounding of gradients as large as the loss weights (up to 255).
+    assert np.all(grad[:, 1] >= 0) and np.allclose(grad[:, 0], -grad[:, 1], atol=1e-6 * np.abs(grad).max())
 
 
 def test_gumbel_max_samples_from_the_softmax():

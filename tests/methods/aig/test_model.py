@@ -110,12 +110,21 @@ def test_conditional_execution_equals_masking(factory, shape):
         h = block(h)
     block = model.blocks[1]
     shortcut, residual = block.forward_parts(h)
+    relu_inputs = model._block_inputs_are_relu
+    assert relu_inputs == (not model.preact)
+    batch_of_one = tf.function(lambda b, t, e: run_gated_block(b, t, e, input_is_relu=relu_inputs))
     for pattern in ([1, 0, 1, 1, 0], [1] * 5, [0] * 5):
         z = np.array(pattern, np.float32)[:, None, None, None]
         expected = block.combine(shortcut, residual * z)
+        execute = tf.constant(np.array(pattern, bool))
         for fn in (run_gated_block, tf.function(run_gated_block)):
-            got = fn(block, h, tf.constant(np.array(pattern, bool)))
+            got = fn(block, h, execute, input_is_relu=relu_inputs)
             inv.assert_trees_close(got, expected, atol=2e-5, rtol=2e-5, what=f"pattern {pattern}")
+        # A static batch of one takes the one-cond path, executed and skipped.
+        for row in range(len(pattern)):
+            got = batch_of_one(block, h[row:row + 1], execute[row:row + 1])
+            inv.assert_trees_close(got, expected[row:row + 1], atol=2e-5, rtol=2e-5,
+                                   what=f"pattern {pattern}, row {row} alone")
 
 
 def test_skipped_blocks():
@@ -129,6 +138,12 @@ def test_skipped_blocks():
         h = rng.standard_normal((3, 8, 8, model.blocks[1].out_channels)).astype(np.float32)
         got = run_gated_block(model.blocks[1], tf.constant(h), tf.zeros([3], tf.bool)).numpy()
         np.testing.assert_allclose(got, h if preact else np.maximum(h, 0))
+    # A ReLU input (every block input of a post-activation network) passes through unchanged.
+    relu_h = np.maximum(h, 0)
+    for rows in (relu_h, relu_h[:1]):
+        got = tf.function(run_gated_block)(model.blocks[1], tf.constant(rows), tf.zeros([len(rows)], tf.bool),
+                                           input_is_relu=True)
+        np.testing.assert_array_equal(got.numpy(), rows)
 
 
 def test_inference_modes():
@@ -183,9 +198,15 @@ def test_frozen_weights_equal_the_live_model(preact):
         with model.frozen_weights():
             frozen = model(x)
             traced = tf.function(lambda t: model(t))(tf.constant(x))
+            # Traced for a batch of one (the batch-1 serving signature): one cond per block.
+            one = tf.function(lambda t: model(t), input_signature=[tf.TensorSpec([1, *x.shape[1:]])])
+            alone = [one(tf.constant(x[i:i + 1])) for i in range(len(x))]
         np.testing.assert_array_equal(frozen["gates"].numpy(), live["gates"].numpy())
         inv.assert_trees_close(frozen, live, atol=2e-5, rtol=2e-5, what=mode)
         inv.assert_trees_close(traced, live, atol=2e-5, rtol=2e-5, what=f"{mode}, traced")
+        for i, row in enumerate(alone):
+            inv.assert_trees_close(row, {k: v[i:i + 1] for k, v in live.items()}, atol=2e-5, rtol=2e-5,
+                                   what=f"{mode}, image {i} alone")
     gated = live["gates"].numpy()  # mode "all" last: every block ran
     assert np.all(gated == 1)
     model.inference_gates = "deterministic"
