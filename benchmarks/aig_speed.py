@@ -143,7 +143,7 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=2.0, help="per mode and round")
     parser.add_argument("--threads", type=int, default=1, help="TF intra-op threads (1: a shared CPU)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--images", "--calibration", type=int, default=256, dest="images",
+    parser.add_argument("--images", type=int, default=256,
                         help="random test images: the gates are set on them, and every timed call takes the next")
     parser.add_argument("--burst", type=int, default=4, help="calls per turn when the modes alternate")
     parser.add_argument("--profile", action="store_true",
