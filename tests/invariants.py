@@ -510,6 +510,19 @@ def check_export_parity(model_or_task, x, tmp_path, atol: float = 1e-4) -> dict:
     return manifest
 
 
+def onnx_op_types(graph) -> list[str]:
+    """Every node type of an ONNX graph, its subgraphs' (If branches') included."""
+    import onnx
+
+    types = []
+    for node in graph.node:
+        types.append(node.op_type)
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                types += onnx_op_types(attribute.g)
+    return types
+
+
 def check_short_run(code, out, err, workdir, *, export_name, version, formats, tolerance, steps=2) -> dict:
     """A short `cli.main` train_and_export run: it exited cleanly, trained exactly `steps`
     steps, tested to finite metrics, and exported every format with parity within `tolerance`.

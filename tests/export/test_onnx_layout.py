@@ -10,18 +10,9 @@ import tensorflow as tf
 from onnx import TensorProto, helper
 
 from export.onnx_layout import move_transposes_out_of_ifs
+from tests import invariants as inv
 
 TO_NCHW, TO_NHWC = [0, 3, 1, 2], [0, 2, 3, 1]
-
-
-def _op_types(graph):
-    types = []
-    for node in graph.node:
-        types.append(node.op_type)
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                types += _op_types(attribute.g)
-    return types
 
 
 def _run(model, x):
@@ -61,8 +52,8 @@ def test_transposes_leave_the_branches_and_the_outputs_stay():
     onnx.checker.check_model(model, full_check=True)
     for node in (n for n in model.graph.node if n.op_type == "If"):
         for branch in node.attribute:
-            assert "Transpose" not in _op_types(branch.g), "a branch still changes the layout"
-    assert _op_types(model.graph).count("Transpose") < _op_types(before.graph).count("Transpose")
+            assert "Transpose" not in inv.onnx_op_types(branch.g), "a branch still changes the layout"
+    assert inv.onnx_op_types(model.graph).count("Transpose") < inv.onnx_op_types(before.graph).count("Transpose")
     rng = np.random.default_rng(1)
     decisions = []
     for scale in (0.05, 0.2, 0.5, 1.0, 3.0):  # small inputs skip the blocks, large ones run them
@@ -98,6 +89,6 @@ def test_reduce_mean_reads_the_untransposed_input_when_the_axes_map_in_order(kee
 
     assert _cancel(model.graph) == rewritten
     _drop_unread_transposes(model.graph)
-    assert ("Transpose" in _op_types(model.graph)) != rewritten
+    assert ("Transpose" in inv.onnx_op_types(model.graph)) != rewritten
     value = np.random.default_rng(0).standard_normal((1, 3, 4, 5)).astype(np.float32)
     np.testing.assert_allclose(_run(model, value)[0], _run(before, value)[0], rtol=1e-6)

@@ -154,7 +154,7 @@ class AIGResNet(ResNet):
         self._frozen = None  # _FoldedWeights inside frozen_weights()
         # Post-activation: the stem (conv-BN-ReLU, then max pooling) and every block end in a
         # ReLU, so each block's input is >= 0 and a skipped identity block passes it through.
-        self._block_inputs_are_relu = not self.preact and getattr(self.stem, "activation", None) == "relu"
+        self._block_inputs_are_relu = not self.preact and self.stem.activation == "relu"
 
     @property
     def block_names(self) -> list[str]:

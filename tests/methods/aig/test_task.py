@@ -100,7 +100,7 @@ def test_export_parity_and_conditional_onnx_graph(tmp_path):
     graph = onnx.load(os.path.join(tmp_path, "export", "model.onnx")).graph
     assert sum(node.op_type == "If" for node in graph.node) == len(task.model.gated_indices)
     # Any batch size: the executed rows are gathered, and scattered back unless all of them ran.
-    assert {"ScatterND", "GatherND", "NonZero"} <= set(_onnx_op_types(graph))
+    assert {"ScatterND", "GatherND", "NonZero"} <= set(inv.onnx_op_types(graph))
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
@@ -109,17 +109,6 @@ def test_export_parity_and_conditional_onnx_graph(tmp_path):
     ops = {node.op for graph_def in [proto.meta_graphs[0].graph_def]
            for function in graph_def.library.function for node in function.node_def}
     assert ops & {"If", "StatelessIf"}
-
-
-def _onnx_op_types(graph):
-    """Every node type of an ONNX graph, its If branches' included."""
-    types = []
-    for node in graph.node:
-        types.append(node.op_type)
-        for attribute in node.attribute:
-            if attribute.g.node:
-                types += _onnx_op_types(attribute.g)
-    return types
 
 
 def test_batch_of_one_export_has_one_plain_if_per_gated_block(tmp_path):
@@ -142,7 +131,7 @@ def test_batch_of_one_export_has_one_plain_if_per_gated_block(tmp_path):
     served = task.serve({"images": tf.constant(features["image"].astype(np.uint8))})
     gated = served["executed_blocks"].numpy()[:, task.model.gated_indices]
     assert 0 < gated.mean() < 1, "the test needs some skipped and some executed blocks"
-    types = _onnx_op_types(onnx.load(os.path.join(tmp_path, "export", "model.onnx")).graph)
+    types = inv.onnx_op_types(onnx.load(os.path.join(tmp_path, "export", "model.onnx")).graph)
     assert types.count("If") == len(task.model.gated_indices)
     assert not {"ScatterND", "GatherND", "NonZero"} & set(types)
 
