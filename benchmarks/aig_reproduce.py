@@ -108,7 +108,7 @@ def main(argv=None):
                     plot_rates(report["rate_per_class_and_block"], report["blocks"], report["class_names"],
                                report["gated"], OUT_PNG,
                                title=f"AIG ResNet-20 (t={config.task.kwargs.get('target_rate')}), Fashion-MNIST "
-                                     f"test, seed {seed}: execution rate per block and class")
+                                     f"test, seed {seed}:\nexecution rate per block and class")
                     run["rate_per_class_and_block"] = report["rate_per_class_and_block"]
                     run["class_names"] = report["class_names"]
             runs.append(run)

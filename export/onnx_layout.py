@@ -25,27 +25,13 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
+from export.onnx_graph import branches, drop_unread, walk
+
 __all__ = ["move_transposes_out_of_ifs"]
 
 
 def _perm(node) -> list[int] | None:
     return next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
-
-
-def _branches(node):
-    return [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
-
-
-def _walk(graph):
-    """Every node of `graph` and of its subgraphs, recursively."""
-    for node in graph.node:
-        yield node
-        for branch in _branches(node):
-            yield from _walk(branch)
-
-
-def _reads(graph, name) -> bool:
-    return any(name in node.input for node in _walk(graph)) or any(o.name == name for o in graph.output)
 
 
 def _make_identity(node, source=None):
@@ -63,7 +49,7 @@ def _tail(branch, index, outer):
     if producer is None:
         return None
     if producer.op_type == "Transpose":
-        others = [n for n in _walk(branch) if n is not producer and name in n.input]
+        others = [n for n in walk(branch) if n is not producer and name in n.input]
         if others:
             return None
         return _perm(producer), lambda: _make_identity(producer)
@@ -75,7 +61,7 @@ def _tail(branch, index, outer):
 
 
 def _sink(graph, position, node, outer) -> bool:
-    then_branch, else_branch = _branches(node)
+    then_branch, else_branch = branches(node)
     sunk = False
     for index, name in enumerate(list(node.output)):
         tails = [_tail(branch, index, outer) for branch in (then_branch, else_branch)]
@@ -98,7 +84,7 @@ def _cancel(graph) -> bool:
         perm, source, name = _perm(transpose), transpose.input[0], transpose.output[0]
         if perm is None:
             continue
-        for consumer in list(_walk(graph)):
+        for consumer in list(walk(graph)):
             if consumer is transpose or not consumer.input or consumer.input[0] != name:
                 continue
             if consumer.op_type == "Transpose":
@@ -120,15 +106,6 @@ def _cancel(graph) -> bool:
     return changed
 
 
-def _drop_unread_transposes(graph) -> None:
-    while True:
-        unread = [n for n in graph.node if n.op_type == "Transpose" and not _reads(graph, n.output[0])]
-        if not unread:
-            return
-        for node in unread:
-            graph.node.remove(node)
-
-
 def move_transposes_out_of_ifs(model: onnx.ModelProto) -> int:
     """Rewrite `model`'s top-level If nodes to pass untransposed tensors (module docstring);
     returns the number of If nodes changed."""
@@ -142,5 +119,5 @@ def move_transposes_out_of_ifs(model: onnx.ModelProto) -> int:
             continue
         if not _cancel(graph):
             break
-    _drop_unread_transposes(graph)
+    drop_unread(graph, "Transpose")
     return moved

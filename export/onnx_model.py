@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from export.errors import ExportError
+from export.onnx_conditions import read_conditions_directly
 from export.onnx_layout import move_transposes_out_of_ifs
 
 # tf2onnx's default opset range is the one its CI covers (anchors.md section 7).
@@ -18,6 +19,7 @@ def write_onnx(serving_fn, signature: dict, path: str, opset: int = DEFAULT_OPSE
 
     model_proto, _ = tf2onnx.convert.from_function(serving_fn, input_signature=[signature], opset=opset)
     move_transposes_out_of_ifs(model_proto)  # conditional graphs: NCHW across If boundaries
+    read_conditions_directly(model_proto)  # and no Reshape to a scalar before each If
     onnx.checker.check_model(model_proto, full_check=True)
     names = [i.name for i in model_proto.graph.input]
     if sorted(names) != sorted(signature):

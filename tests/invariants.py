@@ -512,15 +512,9 @@ def check_export_parity(model_or_task, x, tmp_path, atol: float = 1e-4) -> dict:
 
 def onnx_op_types(graph) -> list[str]:
     """Every node type of an ONNX graph, its subgraphs' (If branches') included."""
-    import onnx
+    from export.onnx_graph import walk
 
-    types = []
-    for node in graph.node:
-        types.append(node.op_type)
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                types += onnx_op_types(attribute.g)
-    return types
+    return [node.op_type for node in walk(graph)]
 
 
 def check_short_run(code, out, err, workdir, *, export_name, version, formats, tolerance, steps=2) -> dict:

@@ -115,7 +115,9 @@ class Gate(keras.layers.Layer):
             kernel, bias = kernel * scale, bias * scale + offset
         w2 = tf.cast(self.fc2.kernel, tf.float32)
         b2 = tf.cast(self.fc2.bias, tf.float32)
-        folded = (kernel, bias, w2[:, EXECUTE] - w2[:, SKIP], b2[SKIP] - b2[EXECUTE])
+        # bias as a [1, d] row (see fast_decision) and w as a [d, 1] column: the margin is one
+        # matmul, [B, 1].
+        folded = (kernel, bias[None, :], w2[:, EXECUTE:EXECUTE + 1] - w2[:, SKIP:SKIP + 1], b2[SKIP] - b2[EXECUTE])
         return tuple(tf.cast(t, dtype) for t in folded)
 
     def fast_decision(self, inputs, folded=None):
@@ -124,8 +126,14 @@ class Gate(keras.layers.Layer):
         the gate's op count decides whether skipping pays off."""
         kernel, bias, w, threshold = self.fold(inputs.dtype) if folded is None else folded
         pooled = tf.reduce_mean(inputs, axis=[1, 2])
-        hidden = tf.nn.relu(tf.nn.bias_add(tf.matmul(pooled, kernel), bias))
-        return tf.linalg.matvec(hidden, w) > threshold
+        # The bias is a [1, d] row on purpose: TensorFlow's remapper turns an add of a 1-D bias
+        # into BiasAdd and fuses MatMul, BiasAdd and Relu into one oneDNN MatMul, which at one
+        # image costs about twice as much as the three ops apart (benchmarks/aig_gate_forms.py:
+        # 3.3 against 7.7 us per gate, one thread). onnxruntime fuses them into one Gemm anyway.
+        hidden = tf.nn.relu(bias + tf.matmul(pooled, kernel))
+        # [B, 1] -> [B]: a reshape, not matvec's squeeze, so that at batch 1 the decision is
+        # one element end to end (the ONNX If reads it without a reshape, onnx_conditions.py).
+        return tf.reshape(tf.matmul(hidden, w) > threshold, [-1])
 
     @staticmethod
     def execute_probability(logits):
