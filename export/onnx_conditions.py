@@ -48,8 +48,8 @@ def read_conditions_directly(model: onnx.ModelProto) -> int:
         if source != node.input[0]:
             node.input[0] = source
             rewired += 1
-    for op_type in _RESHAPES:
-        drop_unread(graph, op_type)
+    # The reshapes and their shape constants (Constant nodes or initializers) nobody reads now.
+    drop_unread(graph, *_RESHAPES, "Constant")
     for tensor in [t for t in graph.initializer if t.name in constants and not reads(graph, t.name)]:
         graph.initializer.remove(tensor)
     return rewired

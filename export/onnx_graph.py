@@ -27,10 +27,11 @@ def reads(graph, name) -> bool:
     return any(name in node.input for node in walk(graph)) or any(o.name == name for o in graph.output)
 
 
-def drop_unread(graph, op_type: str) -> None:
-    """Remove the top-level `op_type` nodes whose outputs nobody reads, until none is left."""
+def drop_unread(graph, *op_types: str) -> None:
+    """Remove the top-level nodes of `op_types` whose outputs nobody reads, until none is left
+    (a removed node can leave its producer unread, of the same type or another of them)."""
     while True:
-        unread = [n for n in graph.node if n.op_type == op_type and not any(reads(graph, o) for o in n.output)]
+        unread = [n for n in graph.node if n.op_type in op_types and not any(reads(graph, o) for o in n.output)]
         if not unread:
             return
         for node in unread:
